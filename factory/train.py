@@ -1,0 +1,348 @@
+"""Train the demo base model (masked-LM) and its LoRA task adapters; export the plain
+ONNX base; write PEFT adapters (adapter_config.json + adapter_model.safetensors) and the
+golden reference outputs the TypeScript tests compare against.
+
+usage: python3 factory/train.py <build dir> <repo root>
+Seeded (torch.manual_seed / random.Random); 2 threads. See factory/README.md."""
+import json, math, os, random, struct, sys, time
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BUILD, ROOT = sys.argv[1], sys.argv[2]
+SEED = 1234
+torch.set_num_threads(2)
+torch.manual_seed(SEED)
+random.seed(SEED)
+BASE_NAME = "adapterhost-demo-bert"
+CFG = dict(vocab=6000, hidden=256, layers=4, heads=4, inter=1024, max_pos=128, type_vocab=2)
+PRETRAIN_STEPS = int(os.environ.get("PRETRAIN_STEPS", "600"))
+PRETRAIN_BATCH = 128
+MAXLEN = 64
+T0 = time.time()
+
+def log(*a):
+    print(f"[{time.time() - T0:7.1f}s]", *a, flush=True)
+
+# ---------------------------------------------------------------- model (HF BERT names)
+class LoRALinear(nn.Linear):
+    """nn.Linear plus optional LoRA: y = x W^T + b + s * (x A^T) B^T (PEFT's math)."""
+    def enable_lora(self, r, scale):
+        self.lora_A = nn.Parameter(torch.empty(r, self.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scale = scale
+    def disable_lora(self):
+        for n in ("lora_A", "lora_B"):
+            if hasattr(self, n):
+                delattr(self, n)
+    def forward(self, x):
+        y = F.linear(x, self.weight, self.bias)
+        if hasattr(self, "lora_A"):
+            y = y + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scale
+        return y
+
+class SelfAttn(nn.Module):
+    def __init__(s, h, nh):
+        super().__init__(); s.nh = nh; s.dh = h // nh
+        s.query, s.key, s.value = LoRALinear(h, h), LoRALinear(h, h), LoRALinear(h, h)
+    def forward(s, x, bias):
+        b, t, h = x.shape
+        q = s.query(x).view(b, t, s.nh, s.dh).transpose(1, 2)
+        k = s.key(x).view(b, t, s.nh, s.dh).transpose(1, 2)
+        v = s.value(x).view(b, t, s.nh, s.dh).transpose(1, 2)
+        a = (q @ k.transpose(-1, -2)) / math.sqrt(s.dh) + bias
+        return (a.softmax(-1) @ v).transpose(1, 2).reshape(b, t, h)
+
+class Out(nn.Module):
+    def __init__(s, i, h):
+        super().__init__(); s.dense = nn.Linear(i, h); s.LayerNorm = nn.LayerNorm(h, eps=1e-12); s.dropout = nn.Dropout(0.1)
+    def forward(s, x, res):
+        return s.LayerNorm(s.dropout(s.dense(x)) + res)
+
+class Attention(nn.Module):
+    def __init__(s, h, nh):
+        super().__init__(); s.self = SelfAttn(h, nh); s.output = Out(h, h)
+    def forward(s, x, bias):
+        return s.output(s.self(x, bias), x)
+
+class Inter(nn.Module):
+    def __init__(s, h, i):
+        super().__init__(); s.dense = nn.Linear(h, i)
+    def forward(s, x):
+        return F.gelu(s.dense(x))
+
+class Layer(nn.Module):
+    def __init__(s, c):
+        super().__init__(); s.attention = Attention(c["hidden"], c["heads"])
+        s.intermediate = Inter(c["hidden"], c["inter"]); s.output = Out(c["inter"], c["hidden"])
+    def forward(s, x, bias):
+        a = s.attention(x, bias)
+        return s.output(s.intermediate(a), a)
+
+class Embeddings(nn.Module):
+    def __init__(s, c):
+        super().__init__()
+        s.word_embeddings = nn.Embedding(c["vocab"], c["hidden"], padding_idx=0)
+        s.position_embeddings = nn.Embedding(c["max_pos"], c["hidden"])
+        s.token_type_embeddings = nn.Embedding(c["type_vocab"], c["hidden"])
+        s.LayerNorm = nn.LayerNorm(c["hidden"], eps=1e-12); s.dropout = nn.Dropout(0.1)
+    def forward(s, ids, tt):
+        pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
+        return s.dropout(s.LayerNorm(s.word_embeddings(ids) + s.position_embeddings(pos) + s.token_type_embeddings(tt)))
+
+class Encoder(nn.Module):
+    def __init__(s, c):
+        super().__init__(); s.layer = nn.ModuleList([Layer(c) for _ in range(c["layers"])])
+    def forward(s, x, bias):
+        for l in s.layer:
+            x = l(x, bias)
+        return x
+
+class DemoBert(nn.Module):
+    """BERT encoder + masked-mean pooling + `classifier` head (HF module names)."""
+    def __init__(s, c, num_labels=2):
+        super().__init__(); s.embeddings = Embeddings(c); s.encoder = Encoder(c)
+        s.classifier = nn.Linear(c["hidden"], num_labels)
+        for m in s.modules():  # BERT's initialisation
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+    def hidden(s, ids, mask, tt):
+        bias = (1.0 - mask[:, None, None, :].float()) * -10000.0
+        return s.encoder(s.embeddings(ids, tt), bias)
+    def pool(s, h, mask):
+        m = mask.unsqueeze(-1).float()
+        return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+    def forward(s, ids, mask, tt):
+        pooled = s.pool(s.hidden(ids, mask, tt), mask)
+        return s.classifier(pooled), pooled
+
+class MLMHead(nn.Module):
+    def __init__(s, c, emb):
+        super().__init__(); s.dense = nn.Linear(c["hidden"], c["hidden"]); s.ln = nn.LayerNorm(c["hidden"], eps=1e-12)
+        s.emb = emb; s.bias = nn.Parameter(torch.zeros(c["vocab"]))
+    def forward(s, h):
+        return F.linear(s.ln(F.gelu(s.dense(h))), s.emb.weight, s.bias)
+
+# ---------------------------------------------------------------- data helpers
+def load_ids(name):
+    return json.load(open(os.path.join(BUILD, name)))
+
+def batchify(seqs, pad=0):
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s); mask[i, :len(s)] = 1
+    return ids, mask, torch.zeros_like(ids)
+
+# ---------------------------------------------------------------- pretraining (MLM)
+def pretrain(model):
+    # sorted by length: a batch is a random window of similar lengths (little padding)
+    corpus = sorted((s for s in load_ids("corpus.ids.json") if len(s) >= 4), key=len)
+    rng = random.Random(SEED)
+    head = MLMHead(CFG, model.embeddings.word_embeddings)
+    params = [p for n, p in model.named_parameters() if not n.startswith("classifier")] + [p for n, p in head.named_parameters() if not n.startswith("emb.")]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 60) * max(0.05, 1 - s / PRETRAIN_STEPS))
+    model.train(); head.train()
+    g = torch.Generator().manual_seed(SEED)
+    for step in range(PRETRAIN_STEPS):
+        start = rng.randrange(len(corpus) - PRETRAIN_BATCH)
+        seqs = corpus[start:start + PRETRAIN_BATCH]
+        ids, mask, tt = batchify(seqs)
+        special = (ids < 5)
+        sel = (torch.rand(ids.shape, generator=g) < 0.15) & ~special
+        labels = torch.where(sel, ids, torch.full_like(ids, -100))
+        r = torch.rand(ids.shape, generator=g)
+        inp = ids.clone()
+        inp[sel & (r < 0.8)] = 4  # [MASK]
+        rnd = sel & (r >= 0.8) & (r < 0.9)
+        inp[rnd] = torch.randint(5, CFG["vocab"], (int(rnd.sum()),), generator=g)
+        logits = head(model.hidden(inp, mask, tt)[sel])  # vocab projection only where masked
+        loss = F.cross_entropy(logits, labels[sel])
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sched.step()
+        if step % 50 == 0 or step == PRETRAIN_STEPS - 1:
+            log(f"mlm step {step} loss {loss.item():.3f}")
+    model.eval()
+
+# ---------------------------------------------------------------- tasks
+TASKS = [
+    # id, file, r, alpha, rslora, rank_pattern, alpha_pattern, dtype
+    dict(id="spam", file="spam", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=2),
+    dict(id="lang", file="lang", r=4, alpha=8, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=2),
+    dict(id="topic", file="topic", r=16, alpha=16, rslora=True, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=3),
+    dict(id="es-topic", file="es-topic", r=8, alpha=16, rslora=False, rank_pattern={"value": 4}, alpha_pattern={"value": 8}, dtype="F32", epochs=4),
+]
+TARGETS = ["query", "value"]
+
+def task_data(t):
+    rows = [json.loads(l) for l in open(os.path.join(BUILD, f"task-{t['file']}.jsonl"), encoding="utf-8")]
+    ids = load_ids(f"task-{t['file']}.ids.json")
+    labels = sorted({r["label"] for r in rows})
+    lid = {l: i for i, l in enumerate(labels)}
+    split = lambda s: [(ids[i], lid[r["label"]], r["text"]) for i, r in enumerate(rows) if r["split"] == s]
+    if os.environ.get("SMOKE"):
+        return labels, split("train")[:64], split("test")[:64]
+    return labels, split("train"), split("test")
+
+def lora_modules(model):
+    for name, m in model.named_modules():
+        if isinstance(m, LoRALinear) and name.split(".")[-1] in TARGETS:
+            yield name, m
+
+def rank_alpha(t, name):
+    short = name.split(".")[-1]
+    r = t["rank_pattern"].get(short, t["r"]); a = t["alpha_pattern"].get(short, t["alpha"])
+    return r, a, (a / math.sqrt(r) if t["rslora"] else a / r)
+
+@torch.no_grad()
+def evaluate(model, data, bs=128):
+    model.eval(); correct = 0
+    for i in range(0, len(data), bs):
+        chunk = data[i:i + bs]
+        logits, _ = model(*batchify([c[0] for c in chunk]))
+        correct += (logits.argmax(-1) == torch.tensor([c[1] for c in chunk])).sum().item()
+    return correct / len(data)
+
+def baseline(model, labels, train, test):
+    """Frozen base + trained linear head (no LoRA): the base-only baseline."""
+    with torch.no_grad():
+        feats = lambda d: torch.cat([model(*batchify([c[0] for c in d[i:i + 128]]))[1] for i in range(0, len(d), 128)])
+        xtr, xte = feats(train), feats(test)
+    ytr = torch.tensor([c[1] for c in train]); yte = torch.tensor([c[1] for c in test])
+    head = nn.Linear(xtr.shape[1], len(labels)); opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(400):
+        opt.zero_grad(); F.cross_entropy(head(xtr), ytr).backward(); opt.step()
+    return (head(xte).argmax(-1) == yte).float().mean().item()
+
+def train_adapter(model, t, labels, train, test):
+    torch.manual_seed(SEED)
+    model.classifier = nn.Linear(CFG["hidden"], len(labels))
+    for name, m in lora_modules(model):
+        r, a, s = rank_alpha(t, name); m.enable_lora(r, s)
+    for n, p in model.named_parameters():
+        p.requires_grad = ("lora_" in n) or n.startswith("classifier")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
+    rng = random.Random(SEED); bs = 32
+    steps = t["epochs"] * math.ceil(len(train) / bs); step = 0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / steps))
+    for ep in range(t["epochs"]):
+        order = list(range(len(train))); rng.shuffle(order)
+        model.train()
+        for i in range(0, len(order), bs):
+            chunk = [train[j] for j in order[i:i + bs]]
+            logits, _ = model(*batchify([c[0] for c in chunk]))
+            loss = F.cross_entropy(logits, torch.tensor([c[1] for c in chunk]))
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1
+        log(f"{t['id']} epoch {ep} loss {loss.item():.3f} test acc {evaluate(model, test):.3f}")
+    model.eval()
+    if t["dtype"] == "F16":  # the stored weights are what is served: round now, evaluate those
+        with torch.no_grad():
+            for p in params:
+                p.copy_(p.half().float())
+    return evaluate(model, test)
+
+# ---------------------------------------------------------------- writers
+def write_safetensors(path, tensors, dtype):
+    header, blobs, off = {}, [], 0
+    for k in sorted(tensors):
+        arr = tensors[k].detach().cpu().numpy().astype(np.float16 if dtype == "F16" else np.float32)
+        b = arr.tobytes(); header[k] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b); off += len(b)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h))); f.write(h)
+        for b in blobs: f.write(b)
+
+def write_adapter(model, t, labels):
+    d = os.path.join(ROOT, "adapters", t["id"]); os.makedirs(d, exist_ok=True)
+    tensors = {}
+    for name, m in lora_modules(model):
+        tensors[f"base_model.model.{name}.lora_A.weight"] = m.lora_A
+        tensors[f"base_model.model.{name}.lora_B.weight"] = m.lora_B
+    tensors["base_model.model.classifier.weight"] = model.classifier.weight
+    tensors["base_model.model.classifier.bias"] = model.classifier.bias
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), tensors, t["dtype"])
+    cfg = {
+        "alpha_pattern": t["alpha_pattern"], "auto_mapping": None, "base_model_name_or_path": BASE_NAME,
+        "bias": "none", "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True,
+        "layer_replication": None, "layers_pattern": None, "layers_to_transform": None, "loftq_config": {},
+        "lora_alpha": t["alpha"], "lora_dropout": 0.1, "megatron_config": None, "megatron_core": "megatron.core",
+        "modules_to_save": ["classifier"], "peft_type": "LORA", "r": t["r"], "rank_pattern": t["rank_pattern"],
+        "revision": None, "target_modules": TARGETS, "task_type": "SEQ_CLS", "use_dora": False,
+        "use_rslora": t["rslora"], "peft_version": "0.13.2",
+        "id2label": {str(i): l for i, l in enumerate(labels)},
+    }
+    json.dump(cfg, open(os.path.join(d, "adapter_config.json"), "w"), indent=2, ensure_ascii=False)
+
+@torch.no_grad()
+def merged_copy(model):
+    """The naive way: W + s·B·A baked into a plain model (for the merged golden)."""
+    import copy
+    m = copy.deepcopy(model)
+    for name, lin in lora_modules(m):
+        if hasattr(lin, "lora_A"):
+            lin.weight += lin.scale * (lin.lora_B @ lin.lora_A); lin.disable_lora()
+    return m
+
+def export_plain(model, path):
+    model.eval()
+    ids, mask, tt = batchify([[2, 10, 11, 3], [2, 12, 3]])
+    torch.onnx.export(model, (ids, mask, tt), path, input_names=["input_ids", "attention_mask", "token_type_ids"],
+                      output_names=["logits", "sentence_embedding"], opset_version=17, do_constant_folding=True,
+                      dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                                    "token_type_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch"},
+                                    "sentence_embedding": {0: "batch"}})
+
+def main():
+    model = DemoBert(CFG)
+    pretrain(model)
+    for n, p in model.named_parameters():
+        p.requires_grad = False
+    exp_dir = os.path.join(ROOT, "models", "demo-export"); os.makedirs(exp_dir, exist_ok=True)
+    export_plain(model, os.path.join(exp_dir, "model.onnx"))
+    base_state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("classifier")}
+    log("exported plain base")
+    golden = {"base_model": BASE_NAME, "max_length": MAXLEN, "adapters": {}}
+    report = {"base_model": BASE_NAME, "pretrain_steps": PRETRAIN_STEPS, "tasks": {}}
+    probe_ids = None
+    for t in TASKS:
+        labels, train, test = task_data(t)
+        model.load_state_dict(base_state, strict=False)
+        for _, m in lora_modules(model): m.disable_lora()
+        base_acc = baseline(model, labels, train, test)
+        counts = np.bincount([c[1] for c in test], minlength=len(labels))
+        acc = train_adapter(model, t, labels, train, test)
+        report["tasks"][t["id"]] = dict(labels=labels, train=len(train), test=len(test), accuracy=acc,
+                                        base_only_accuracy=base_acc, chance=float(counts.max() / counts.sum()),
+                                        r=t["r"], alpha=t["alpha"], use_rslora=t["rslora"], dtype=t["dtype"])
+        log(t["id"], report["tasks"][t["id"]])
+        write_adapter(model, t, labels)
+        sample = [c for c in test[:6]]
+        seqs = [c[0] for c in sample]
+        with torch.no_grad():
+            logits, pooled = model(*batchify(seqs))
+            mlogits, mpooled = merged_copy(model)(*batchify(seqs))
+        golden["adapters"][t["id"]] = dict(texts=[c[2] for c in sample], ids=seqs, logits=logits.tolist(),
+                                           merged_logits=mlogits.tolist(), embeddings=pooled.tolist(), labels=labels)
+        probe_ids = probe_ids or (seqs, [c[2] for c in sample])
+        for _, m in lora_modules(model): m.disable_lora()
+    model.load_state_dict(base_state, strict=False)
+    with torch.no_grad():
+        _, pooled = model(*batchify(probe_ids[0]))
+    golden["base"] = dict(texts=probe_ids[1], ids=probe_ids[0], embeddings=pooled.tolist())
+    os.makedirs(os.path.join(ROOT, "test", "fixtures"), exist_ok=True)
+    json.dump(golden, open(os.path.join(ROOT, "test", "fixtures", "golden.json"), "w"), ensure_ascii=False)
+    report["seconds"] = round(time.time() - T0)
+    json.dump(report, open(os.path.join(BUILD, "report.json"), "w"), indent=2)
+    log("done", json.dumps(report, indent=1))
+
+if __name__ == "__main__":
+    main()

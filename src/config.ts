@@ -1,0 +1,63 @@
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { AppError } from './errors.js';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/**
+ * Every setting, with its flag, environment variable, default and meaning. Flags win over the
+ * environment; invalid values stop start-up with every problem listed. README "Configuration"
+ * is generated from this table.
+ */
+export const SETTINGS = {
+  port: { flag: 'port', env: 'ADAPTERHOST_PORT', def: '8080', schema: int(0, 65535), doc: 'TCP port (0 picks a free one).' },
+  host: { flag: 'host', env: 'ADAPTERHOST_HOST', def: '127.0.0.1', schema: z.string().min(1), doc: 'Interface to listen on (0.0.0.0 in containers).' },
+  modelDir: { flag: 'model-dir', env: 'ADAPTERHOST_MODEL_DIR', def: 'models/demo', schema: z.string().min(1), doc: 'Directory with model.onnx, model.json, tokenizer.json (made by `adapterhost prepare`).' },
+  adaptersDir: { flag: 'adapters-dir', env: 'ADAPTERHOST_ADAPTERS_DIR', def: 'adapters', schema: z.string().min(1), doc: 'Adapter store: one directory per adapter id.' },
+  cacheMb: { flag: 'cache-mb', env: 'ADAPTERHOST_CACHE_MB', def: '256', schema: z.coerce.number().positive().max(1 << 20), doc: 'Byte budget of the adapter LRU cache, MB (pinned adapters are outside it).' },
+  pin: { flag: 'pin', env: 'ADAPTERHOST_PIN', def: '', schema: z.string(), doc: 'Comma-separated adapter ids loaded at start and never evicted.' },
+  maxBatch: { flag: 'max-batch', env: 'ADAPTERHOST_MAX_BATCH', def: '32', schema: int(1, 4096), doc: 'Most rows (inputs) in one inference run.' },
+  maxWaitMs: { flag: 'max-wait-ms', env: 'ADAPTERHOST_MAX_WAIT_MS', def: '2', schema: z.coerce.number().min(0).max(10_000), doc: 'How long a row may wait for others to share its run, ms.' },
+  queueLimit: { flag: 'queue-limit', env: 'ADAPTERHOST_QUEUE_LIMIT', def: '1024', schema: int(1, 1_000_000), doc: 'Most rows waiting; past it requests get 429 with Retry-After.' },
+  threads: { flag: 'threads', env: 'ADAPTERHOST_THREADS', def: String(os.availableParallelism()), schema: int(1, 1024), doc: 'ONNX Runtime intra-op threads (default: the CPU count).' },
+  executionProvider: { flag: 'execution-provider', env: 'ADAPTERHOST_EXECUTION_PROVIDER', def: 'cpu', schema: z.enum(['cpu', 'webgpu', 'cuda', 'dml', 'coreml']), doc: 'ONNX Runtime execution provider.' },
+  adminToken: { flag: 'admin-token', env: 'ADAPTERHOST_ADMIN_TOKEN', def: '', schema: z.string().refine((s) => s === '' || s.length >= 16, 'must be at least 16 characters'), doc: 'Bearer token for PUT/DELETE /v1/adapters; empty disables those routes (403).' },
+  maxBodyKb: { flag: 'max-body-kb', env: 'ADAPTERHOST_MAX_BODY_KB', def: '1024', schema: int(1, 1 << 20), doc: 'Largest JSON request body, KiB (413 past it).' },
+  maxUploadMb: { flag: 'max-upload-mb', env: 'ADAPTERHOST_MAX_UPLOAD_MB', def: '64', schema: z.coerce.number().positive().max(1 << 14), doc: 'Largest adapter upload (both files), MB (413 past it).' },
+  maxInputs: { flag: 'max-inputs', env: 'ADAPTERHOST_MAX_INPUTS', def: '64', schema: int(1, 100_000), doc: 'Most inputs in one request.' },
+  maxTokens: { flag: 'max-tokens', env: 'ADAPTERHOST_MAX_TOKENS', def: '512', schema: int(2, 1 << 20), doc: "Most tokens per input (capped by the model's max length)." },
+  maxInputChars: { flag: 'max-input-chars', env: 'ADAPTERHOST_MAX_INPUT_CHARS', def: '20000', schema: int(1, 10_000_000), doc: 'Most characters per input, checked before tokenizing.' },
+  shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'ADAPTERHOST_SHUTDOWN_GRACE_MS', def: '15000', schema: int(0, 3_600_000), doc: 'On SIGTERM/SIGINT, how long in-flight work may take to finish.' },
+  allowBaseMismatch: { flag: 'allow-base-mismatch', env: 'ADAPTERHOST_ALLOW_BASE_MISMATCH', def: 'false', schema: z.enum(['true', 'false']).transform((s) => s === 'true'), doc: 'Accept adapters whose base_model_name_or_path names another base (dimensions are still checked).' },
+  logLevel: { flag: 'log-level', env: 'ADAPTERHOST_LOG_LEVEL', def: 'info', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), doc: 'pino log level.' },
+} as const;
+
+type Settings = typeof SETTINGS;
+/** The validated configuration. */
+export type Config = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
+
+/**
+ * Reads flags (`--port 9000`) and environment (`ADAPTERHOST_PORT=9000`), applies defaults,
+ * and validates. `overrides` (tests) win over both.
+ */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, overrides: Partial<Record<keyof Settings, string | number | boolean>> = {}): Config {
+  const options = Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]));
+  let flags: Record<string, string | undefined>;
+  try {
+    flags = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+  } catch (e) {
+    throw new AppError('INVALID_CONFIG', `invalid configuration: ${(e as Error).message}`);
+  }
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(SETTINGS)) {
+    const o = overrides[key as keyof Settings];
+    const raw = o !== undefined ? String(o) : flags[s.flag] ?? env[s.env] ?? s.def;
+    const r = (s.schema as z.ZodType).safeParse(raw);
+    if (r.success) out[key] = r.data;
+    else problems.push(`--${s.flag} / ${s.env} = ${JSON.stringify(raw)}: ${r.error.issues.map((i) => i.message).join(', ')}`);
+  }
+  if (problems.length) throw new AppError('INVALID_CONFIG', `invalid configuration:\n  ${problems.join('\n  ')}`, { problems });
+  return out as Config;
+}

@@ -1,0 +1,56 @@
+/**
+ * The ONNX session lives here, in a worker thread: onnxruntime-node's run() blocks the thread
+ * it is on, and the HTTP thread must keep answering health checks, metrics and uploads.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
+import type { ModelManifest } from '../model/manifest.js';
+import type { BatchInput, BatchOutput } from './batch.js';
+import { batchLabels, buildFeeds } from './feeds.js';
+
+export interface WorkerInit {
+  modelPath: string;
+  manifest: ModelManifest;
+  threads: number;
+  executionProvider: string;
+}
+
+export type WorkerRequest = { id: number; batch: BatchInput };
+export type WorkerResponse = { id: number; ok: true; out: BatchOutput } | { id: number; ok: false; message: string };
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+
+async function main(): Promise<void> {
+  const session = await ort.InferenceSession.create(init.modelPath, {
+    executionProviders: [init.executionProvider],
+    intraOpNumThreads: init.threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  const m = init.manifest;
+  const outNames = [...m.heads.map((h) => h.output), ...(m.embeddingOutput ? [m.embeddingOutput] : [])];
+  port.on('message', async ({ id, batch }: WorkerRequest) => {
+    try {
+      const t0 = performance.now();
+      const raw = buildFeeds(m, batch);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [name, f] of Object.entries(raw)) feeds[name] = new ort.Tensor(f.type, f.data, f.dims);
+      const t1 = performance.now();
+      const res = await session.run(feeds, outNames);
+      const runMs = performance.now() - t1;
+      const head = m.heads[0] ? (res[m.heads[0].output]!.data as Float32Array) : null;
+      const emb = m.embeddingOutput ? (res[m.embeddingOutput]!.data as Float32Array) : null;
+      const out: BatchOutput = {
+        logits: head, labels: batchLabels(batch), embeddings: emb, hidden: m.hiddenSize, runMs, feedMs: t1 - t0,
+      };
+      const transfer = [head?.buffer, emb?.buffer].filter((x): x is ArrayBuffer => x instanceof ArrayBuffer);
+      port.postMessage({ id, ok: true, out } satisfies WorkerResponse, transfer);
+    } catch (e) {
+      port.postMessage({ id, ok: false, message: (e as Error).message } satisfies WorkerResponse);
+    }
+  });
+  port.postMessage({ ready: true });
+}
+
+main().catch((e: unknown) => port.postMessage({ ready: false, message: (e as Error).message }));

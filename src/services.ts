@@ -1,0 +1,78 @@
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { AdapterCache, type CacheEvents } from './adapter/cache.js';
+import { AdapterLoader } from './adapter/loader.js';
+import { AdapterRegistry } from './adapter/registry.js';
+import { AdapterStore } from './adapter/store.js';
+import type { Config } from './config.js';
+import { InferenceService } from './inference.js';
+import { loadManifest, type ModelManifest } from './model/manifest.js';
+import { TextTokenizer } from './model/tokenizer.js';
+import { WorkerEngine, type Engine } from './runtime/engine.js';
+import { Batcher, type BatchReport } from './scheduler/batcher.js';
+
+/** Callbacks the metrics module plugs in (services stay metrics-free). */
+export interface ServiceHooks {
+  cache?: CacheEvents;
+  onBatch?(r: BatchReport): void;
+}
+
+/** Everything behind the HTTP layer, built once per app and passed in (no singletons). */
+export interface Services {
+  config: Config;
+  manifest: ModelManifest;
+  tokenizer: TextTokenizer;
+  engine: Engine;
+  store: AdapterStore;
+  loader: AdapterLoader;
+  cache: AdapterCache;
+  registry: AdapterRegistry;
+  batcher: Batcher;
+  inference: InferenceService;
+  /** One real inference through the whole path; readiness waits for it. */
+  warmup(): Promise<void>;
+  /** Drains the batcher and stops the worker. */
+  close(): Promise<void>;
+}
+
+/** Loads the base model, scans the adapter store, starts the inference worker. */
+export async function createServices(config: Config, log: Logger, hooks: ServiceHooks = {}): Promise<Services> {
+  const modelDir = path.resolve(config.modelDir);
+  const manifest = await loadManifest(modelDir);
+  const tokenizer = await TextTokenizer.load(path.join(modelDir, manifest.tokenizerFile));
+  const store = new AdapterStore({ dir: path.resolve(config.adaptersDir), log: log.child({ component: 'store' }) });
+  const loader = new AdapterLoader(store, manifest, { allowBaseMismatch: config.allowBaseMismatch });
+  const pinned = config.pin.split(',').map((s) => s.trim()).filter(Boolean);
+  const cache = new AdapterCache({
+    maxBytes: Math.floor(config.cacheMb * 1024 * 1024),
+    load: (id) => loader.load(id),
+    pinned,
+    ...(hooks.cache ? { events: hooks.cache } : {}),
+  });
+  const registry = new AdapterRegistry(store, loader, cache, log.child({ component: 'registry' }));
+  await registry.init();
+  const engine = await WorkerEngine.start({ modelDir, manifest, threads: config.threads, executionProvider: config.executionProvider });
+  const batcher = new Batcher({
+    engine,
+    maxBatchRows: config.maxBatch,
+    maxWaitMs: config.maxWaitMs,
+    maxQueueRows: config.queueLimit,
+    padId: tokenizer.padId,
+    ...(hooks.onBatch ? { onBatch: hooks.onBatch } : {}),
+  });
+  const inference = new InferenceService({
+    manifest, tokenizer, batcher, registry,
+    limits: { maxInputs: config.maxInputs, maxTokens: config.maxTokens, maxInputChars: config.maxInputChars },
+  });
+  return {
+    config, manifest, tokenizer, engine, store, loader, cache, registry, batcher, inference,
+    async warmup() {
+      const ids = tokenizer.encode('warm-up', manifest.maxLength, true);
+      await engine.run({ batch: 1, seqLen: ids.length, inputIds: Int32Array.from(ids), lengths: Int32Array.of(ids.length), adapters: [], rowAdapter: Int32Array.of(-1) });
+    },
+    async close() {
+      await batcher.drain();
+      await engine.close();
+    },
+  };
+}

@@ -1,0 +1,296 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AppError } from '../src/errors.js';
+import { isTargeted, parsePeftConfig, rankFor, scaleFor, type LoraAdapterConfig } from '../src/adapter/peft-config.js';
+
+/** The demo adapter's config, as written by the project's Python factory (PEFT 0.13.2). */
+const DEMO_CONFIG_TEXT =
+  '{"alpha_pattern": {"value": 8}, "auto_mapping": null, "base_model_name_or_path": "adapterhost-demo-bert", "bias": "none", "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true, "layer_replication": null, "layers_pattern": null, "layers_to_transform": null, "loftq_config": {}, "lora_alpha": 16, "lora_dropout": 0.1, "megatron_config": null, "megatron_core": "megatron.core", "modules_to_save": ["classifier"], "peft_type": "LORA", "r": 8, "rank_pattern": {"value": 4}, "revision": null, "target_modules": ["query", "value"], "task_type": "SEQ_CLS", "use_dora": false, "use_rslora": false, "peft_version": "0.13.2", "id2label": {"0": "amistad", "1": "ciencia", "2": "informatica"}}';
+
+type AnyConfig = any;
+const demo = (): AnyConfig => JSON.parse(DEMO_CONFIG_TEXT);
+
+/** Parses, expecting INVALID_ADAPTER_CONFIG; returns the error. */
+function refusal(input: unknown, opts?: Parameters<typeof parsePeftConfig>[1]): AppError {
+  try {
+    parsePeftConfig(input, opts);
+  } catch (e) {
+    assert.ok(e instanceof AppError, `expected AppError, got ${String(e)}`);
+    assert.equal(e.code, 'INVALID_ADAPTER_CONFIG');
+    assert.equal(e.status, 422);
+    return e;
+  }
+  assert.fail('expected parsePeftConfig to refuse the config');
+}
+
+test('the demo config parses', () => {
+  const cfg = parsePeftConfig(DEMO_CONFIG_TEXT);
+  assert.deepEqual(cfg, {
+    peftType: 'LORA',
+    r: 8,
+    loraAlpha: 16,
+    targetModules: ['query', 'value'],
+    excludeModules: null,
+    useRslora: false,
+    fanInFanOut: false,
+    modulesToSave: ['classifier'],
+    bias: 'none',
+    taskType: 'SEQ_CLS',
+    baseModelNameOrPath: 'adapterhost-demo-bert',
+    rankPattern: { value: 4 },
+    alphaPattern: { value: 8 },
+    layersToTransform: null,
+    layersPattern: null,
+    labels: ['amistad', 'ciencia', 'informatica'],
+  });
+  assert.ok(Object.isFrozen(cfg));
+});
+
+test('text, bytes (with a BOM) and parsed JSON give the same config', () => {
+  const fromText = parsePeftConfig(DEMO_CONFIG_TEXT);
+  const bytes = new Uint8Array([0xef, 0xbb, 0xbf, ...Buffer.from(DEMO_CONFIG_TEXT)]);
+  assert.deepEqual(parsePeftConfig(bytes), fromText);
+  assert.deepEqual(parsePeftConfig(Buffer.from(DEMO_CONFIG_TEXT)), fromText);
+  assert.deepEqual(parsePeftConfig(demo()), fromText);
+});
+
+test('a config stuffed with newer-PEFT fields at inactive values parses', () => {
+  const cfg = Object.assign(demo(), {
+    alora_invocation_tokens: null,
+    corda_config: null,
+    eva_config: null,
+    use_qalora: false,
+    qalora_group_size: 16,
+    trainable_token_indices: null,
+    target_parameters: null,
+    lora_bias: false,
+    use_dora: false,
+    layer_replication: null,
+    megatron_config: null,
+    exclude_modules: null,
+    arrow_config: null,
+    ensure_weight_tying: false,
+    peft_version: '0.17.1',
+    runtime_config: { ephemeral_gpu_offload: false },
+    use_bdlora: null,
+    some_future_field: {},
+    another_future_flag: false,
+  });
+  const parsed = parsePeftConfig(cfg);
+  assert.equal(parsed.r, 8);
+  assert.deepEqual(parsed.labels, ['amistad', 'ciencia', 'informatica']);
+});
+
+test('accepted variants: init-only init_lora_weights, eva_config, label2id, layer selection, single layer', () => {
+  for (const init of [true, false, 'gaussian', 'eva', 'orthogonal']) {
+    const cfg = demo();
+    cfg.init_lora_weights = init;
+    if (init === 'eva') cfg.eva_config = { rho: 2.0 };
+    assert.doesNotThrow(() => parsePeftConfig(cfg), `init_lora_weights ${String(init)}`);
+  }
+  const withLabel2id = demo();
+  withLabel2id.label2id = { amistad: 0, ciencia: 1, informatica: 2 };
+  assert.deepEqual(parsePeftConfig(withLabel2id).labels, ['amistad', 'ciencia', 'informatica']);
+
+  const layered = demo();
+  Object.assign(layered, { layers_to_transform: 1, layers_pattern: 'layer', exclude_modules: [], fan_in_fan_out: true });
+  const parsed = parsePeftConfig(layered);
+  assert.deepEqual(parsed.layersToTransform, [1]);
+  assert.deepEqual(parsed.layersPattern, ['layer']);
+  assert.equal(parsed.excludeModules, null);
+  assert.equal(parsed.fanInFanOut, true);
+
+  const noLabels = demo();
+  delete noLabels.id2label;
+  assert.equal(parsePeftConfig(noLabels).labels, null);
+});
+
+const rows: Array<{ name: string; change: (cfg: AnyConfig) => void; expect: RegExp; opts?: { maxRank?: number; maxBytes?: number } }> = [
+  { name: 'wrong peft_type', change: (c) => (c.peft_type = 'IA3'), expect: /peft_type "IA3" is not supported/ },
+  { name: 'prefix tuning', change: (c) => (c.peft_type = 'PREFIX_TUNING'), expect: /"PREFIX_TUNING" is not supported/ },
+  { name: 'missing peft_type', change: (c) => delete c.peft_type, expect: /peft_type is missing/ },
+  { name: 'use_dora true', change: (c) => (c.use_dora = true), expect: /use_dora=true: DoRA is not supported/ },
+  { name: 'bias "all"', change: (c) => (c.bias = 'all'), expect: /bias "all" is not supported/ },
+  { name: 'bias "lora_only"', change: (c) => (c.bias = 'lora_only'), expect: /bias "lora_only" is not supported/ },
+  { name: 'lora_bias true', change: (c) => (c.lora_bias = true), expect: /lora_bias=true: LoRA bias vectors/ },
+  { name: 'use_qalora true', change: (c) => (c.use_qalora = true), expect: /use_qalora=true: QA-LoRA is not supported/ },
+  { name: 'aLoRA tokens', change: (c) => (c.alora_invocation_tokens = [1, 2]), expect: /alora_invocation_tokens=\[1,2\]: activated LoRA/ },
+  { name: 'r 0', change: (c) => (c.r = 0), expect: /r must be a positive integer, got 0/ },
+  { name: 'r 3.5', change: (c) => (c.r = 3.5), expect: /r must be a positive integer, got 3\.5/ },
+  { name: 'r a string', change: (c) => (c.r = '8'), expect: /r must be a positive integer, got "8"/ },
+  { name: 'r missing', change: (c) => delete c.r, expect: /r \(the LoRA rank\) is missing/ },
+  { name: 'r above maxRank', change: (c) => (c.r = 64), opts: { maxRank: 16 }, expect: /rank 64 exceeds the base model's maximum rank 16/ },
+  {
+    name: 'rank_pattern above maxRank',
+    change: (c) => (c.rank_pattern = { value: 32 }),
+    opts: { maxRank: 16 },
+    expect: /rank_pattern\["value"\]: rank 32 exceeds the base model's maximum rank 16/,
+  },
+  { name: 'rank_pattern not an integer', change: (c) => (c.rank_pattern = { value: 2.5 }), expect: /rank_pattern\["value"\] must be a positive integer/ },
+  { name: 'alpha_pattern negative', change: (c) => (c.alpha_pattern = { value: -1 }), expect: /alpha_pattern\["value"\] must be a positive number/ },
+  { name: 'lora_alpha 0', change: (c) => (c.lora_alpha = 0), expect: /lora_alpha must be a positive number/ },
+  { name: 'missing target_modules', change: (c) => delete c.target_modules, expect: /target_modules is missing/ },
+  { name: 'null target_modules', change: (c) => (c.target_modules = null), expect: /target_modules is missing/ },
+  { name: 'empty target_modules', change: (c) => (c.target_modules = []), expect: /target_modules is empty/ },
+  { name: 'non-string target', change: (c) => (c.target_modules = ['query', 3]), expect: /target_modules\[1\] must be a non-empty string/ },
+  { name: 'invalid target regex', change: (c) => (c.target_modules = '.*(query'), expect: /target_modules regex ".*\(query" is not a valid regular expression/ },
+  { name: 'Python-only regex syntax', change: (c) => (c.target_modules = '(?P<x>query)'), expect: /is not a valid regular expression/ },
+  { name: 'oversize regex', change: (c) => (c.target_modules = 'a'.repeat(600)), expect: /600 characters; at most 512/ },
+  { name: 'invalid exclude regex', change: (c) => (c.exclude_modules = '['), expect: /exclude_modules regex "\[" is not a valid/ },
+  { name: 'invalid rank_pattern key', change: (c) => (c.rank_pattern = { '(': 4 }), expect: /rank_pattern key "\(" is not a valid/ },
+  { name: '"all-linear"', change: (c) => (c.target_modules = 'all-linear'), expect: /"all-linear" is not supported/ },
+  { name: '"ALL-LINEAR"', change: (c) => (c.target_modules = 'ALL-LINEAR'), expect: /"all-linear" is not supported/ },
+  { name: 'pissa init', change: (c) => (c.init_lora_weights = 'pissa_niter_16'), expect: /init_lora_weights "pissa_niter_16" is not supported: .*modifies the base weights/ },
+  { name: 'olora init', change: (c) => (c.init_lora_weights = 'olora'), expect: /init_lora_weights "olora" is not supported/ },
+  { name: 'corda init', change: (c) => (c.init_lora_weights = 'corda'), expect: /init_lora_weights "corda" is not supported/ },
+  { name: 'loftq init', change: (c) => (c.init_lora_weights = 'loftq'), expect: /init_lora_weights "loftq" is not supported/ },
+  { name: 'unknown init', change: (c) => (c.init_lora_weights = 'magic'), expect: /init_lora_weights "magic" is not a recognised initialisation/ },
+  { name: 'loftq_config non-empty', change: (c) => (c.loftq_config = { loftq_bits: 4 }), expect: /loftq_config=\{"loftq_bits":4\}: LoftQ modifies the base weights/ },
+  { name: 'corda_config set', change: (c) => (c.corda_config = { cache_file: 'x' }), expect: /corda_config=.*CorDA modifies the base weights/ },
+  { name: 'layer_replication', change: (c) => (c.layer_replication = [[0, 4], [2, 5]]), expect: /layer_replication=\[\[0,4\],\[2,5\]\]: layer replication/ },
+  { name: 'megatron_config', change: (c) => (c.megatron_config = { tp: 2 }), expect: /megatron_config=.*Megatron/ },
+  { name: 'trainable tokens', change: (c) => (c.trainable_token_indices = [5]), expect: /trainable_token_indices=\[5\]: trainable token embeddings/ },
+  { name: 'target_parameters', change: (c) => (c.target_parameters = ['w']), expect: /target_parameters=\["w"\]: LoRA on parameters/ },
+  { name: 'arrow_config', change: (c) => (c.arrow_config = { top_k: 3 }), expect: /arrow_config=.*Arrow routing/ },
+  { name: 'unknown active field', change: (c) => (c.use_magic = true), expect: /unknown field "use_magic" with a non-default value true; the engine cannot apply it/ },
+  { name: 'unknown numeric field', change: (c) => (c.magic_scale = 2), expect: /unknown field "magic_scale"/ },
+  { name: 'use_rslora not boolean', change: (c) => (c.use_rslora = 'yes'), expect: /use_rslora must be true or false/ },
+  { name: 'modules_to_save not a list', change: (c) => (c.modules_to_save = 'classifier'), expect: /modules_to_save must be null or a list/ },
+  { name: 'task_type not a string', change: (c) => (c.task_type = 3), expect: /task_type must be a string or null/ },
+  { name: 'layers_to_transform negative', change: (c) => (c.layers_to_transform = [-1]), expect: /layers_to_transform must be null, a layer index or a list/ },
+  { name: 'layers_pattern without layers', change: (c) => (c.layers_pattern = 'layer'), expect: /layers_pattern is set but layers_to_transform is not/ },
+  {
+    name: 'layers with a regex target',
+    change: (c) => Object.assign(c, { target_modules: '.*query', layers_to_transform: [0] }),
+    expect: /layers_to_transform cannot be used when target_modules is a regex/,
+  },
+  { name: 'bad id2label keys', change: (c) => (c.id2label = { '1': 'a', '2': 'b' }), expect: /id2label keys must be exactly "0".."1"; unexpected keys: "2"/ },
+  { name: 'non-canonical id2label key', change: (c) => (c.id2label = { '00': 'a' }), expect: /unexpected keys: "00"/ },
+  { name: 'empty id2label', change: (c) => (c.id2label = {}), expect: /id2label is empty/ },
+  { name: 'duplicate labels', change: (c) => (c.id2label = { '0': 'spam', '1': 'spam' }), expect: /duplicate label "spam"/ },
+  { name: 'empty label', change: (c) => (c.id2label = { '0': ' ', '1': 'spam' }), expect: /id2label\["0"\] must be a non-empty string/ },
+  {
+    name: 'too many labels',
+    change: (c) => (c.id2label = Object.fromEntries(Array.from({ length: 4097 }, (_, i) => [String(i), `l${i}`]))),
+    expect: /id2label has 4097 labels; at most 4096/,
+  },
+  {
+    name: 'label2id disagreeing',
+    change: (c) => (c.label2id = { amistad: 0, ciencia: 2, informatica: 1 }),
+    expect: /label2id does not agree with id2label \("ciencia": 2, "informatica": 1\)/,
+  },
+  { name: 'label2id missing a label', change: (c) => (c.label2id = { amistad: 0, ciencia: 1 }), expect: /label2id does not agree with id2label \(2 entries for 3 labels\)/ },
+  { name: 'label2id without id2label', change: (c) => Object.assign(c, { id2label: null, label2id: { a: 0 } }), expect: /label2id is present without id2label/ },
+];
+
+for (const row of rows) {
+  test(`refuses: ${row.name}`, () => {
+    const cfg = demo();
+    row.change(cfg);
+    const err = refusal(JSON.stringify(cfg), row.opts);
+    assert.match(err.message, row.expect);
+    assert.ok(err.problems.some((p) => row.expect.test(p)), `a problem should match ${row.expect}: ${err.problems.join(' | ')}`);
+  });
+}
+
+const inputRows: Array<{ name: string; input: unknown; opts?: { maxBytes?: number }; expect: RegExp }> = [
+  { name: 'text not JSON', input: '{"peft_type": "LORA",', expect: /not valid JSON/ },
+  { name: 'JSON array', input: '[1, 2]', expect: /expected a JSON object, got an array/ },
+  { name: 'JSON null', input: 'null', expect: /expected a JSON object, got null/ },
+  { name: 'parsed number', input: 42, expect: /expected a JSON object, got a number/ },
+  { name: 'invalid UTF-8 bytes', input: new Uint8Array([0x7b, 0xff, 0x7d]), expect: /not valid UTF-8/ },
+  { name: 'oversize text (default 1 MiB)', input: `{"x": "${'a'.repeat(1024 * 1024)}"}`, expect: /larger than the 1048576-byte limit/ },
+  { name: 'oversize text (maxBytes)', input: DEMO_CONFIG_TEXT, opts: { maxBytes: 100 }, expect: /larger than the 100-byte limit/ },
+  { name: 'oversize multibyte text', input: `"${'é'.repeat(60)}"`, opts: { maxBytes: 100 }, expect: /larger than the 100-byte limit/ },
+  { name: 'oversize bytes', input: Buffer.from(DEMO_CONFIG_TEXT), opts: { maxBytes: 100 }, expect: /larger than the 100-byte limit/ },
+];
+
+for (const row of inputRows) {
+  test(`refuses input: ${row.name}`, () => {
+    const err = refusal(row.input, row.opts);
+    assert.match(err.message, row.expect);
+    assert.equal(err.problems.length, 1);
+  });
+}
+
+test('a config with several problems reports all of them in one error', () => {
+  const cfg = demo();
+  Object.assign(cfg, { use_dora: true, bias: 'all', r: 0, target_modules: 'all-linear', id2label: { '0': 'a', '1': 'a' }, mystery: 1 });
+  const err = refusal(cfg);
+  const expected = [/DoRA is not supported/, /bias "all"/, /r must be a positive integer/, /"all-linear"/, /duplicate label "a"/, /unknown field "mystery"/];
+  assert.equal(err.problems.length, expected.length, err.problems.join(' | '));
+  for (const re of expected) {
+    assert.ok(err.problems.some((p) => re.test(p)), `missing ${re}`);
+    assert.match(err.message, re);
+  }
+  assert.match(err.message, /^invalid adapter_config\.json: \(1\) /);
+});
+
+test('invalid options are a programming error', () => {
+  assert.throws(() => parsePeftConfig(DEMO_CONFIG_TEXT, { maxRank: 0 }), RangeError);
+  assert.throws(() => parsePeftConfig(DEMO_CONFIG_TEXT, { maxBytes: -1 }), RangeError);
+  assert.doesNotThrow(() => parsePeftConfig(DEMO_CONFIG_TEXT, { maxRank: 8 }));
+});
+
+function config(change: (c: AnyConfig) => void): LoraAdapterConfig {
+  const c = demo();
+  change(c);
+  return parsePeftConfig(c);
+}
+
+const Q = 'bert.encoder.layer.0.attention.self.query';
+const V = 'bert.encoder.layer.0.attention.self.value';
+const K = 'bert.encoder.layer.0.attention.self.key';
+const Q3 = 'bert.encoder.layer.3.attention.self.query';
+
+const targetRows: Array<{ name: string; change: (c: AnyConfig) => void; yes: string[]; no: string[] }> = [
+  { name: 'list: suffix after a dot', change: () => {}, yes: [Q, V, 'query'], no: [K, 'bert.encoder.layer.0.attention.self.myquery', 'classifier'] },
+  {
+    name: 'regex: fullmatch',
+    change: (c) => (c.target_modules = '.*\\.(query|key)'),
+    yes: [Q, K],
+    no: [V, `${Q}.extra`, 'query'],
+  },
+  { name: 'regex: anchored at both ends', change: (c) => (c.target_modules = 'query'), yes: ['query'], no: [Q] },
+  { name: 'exclude list', change: (c) => (c.exclude_modules = ['layer.0.attention.self.value']), yes: [Q, 'bert.encoder.layer.1.attention.self.value'], no: [V] },
+  { name: 'exclude regex', change: (c) => (c.exclude_modules = '.*layer\\.0\\..*'), yes: [Q3], no: [Q, V] },
+  { name: 'layers_to_transform (default layer pattern)', change: (c) => (c.layers_to_transform = [3]), yes: [Q3], no: [Q, 'bert.query'] },
+  { name: 'layers_to_transform int + layers_pattern', change: (c) => Object.assign(c, { layers_to_transform: 0, layers_pattern: ['layer'] }), yes: [Q], no: [Q3, 'bert.encoder.block.0.query'] },
+  { name: 'layers_to_transform: an exact path is always targeted', change: (c) => Object.assign(c, { target_modules: [Q3, 'value'], layers_to_transform: [0] }), yes: [Q3, V], no: [Q] },
+];
+
+for (const row of targetRows) {
+  test(`isTargeted: ${row.name}`, () => {
+    const cfg = config(row.change);
+    for (const p of row.yes) assert.equal(isTargeted(cfg, p), true, p);
+    for (const p of row.no) assert.equal(isTargeted(cfg, p), false, p);
+  });
+}
+
+test('rankFor / scaleFor: demo rank_pattern and alpha_pattern ("value" → r 4, alpha 8)', () => {
+  const cfg = parsePeftConfig(DEMO_CONFIG_TEXT);
+  assert.equal(rankFor(cfg, Q), 8);
+  assert.equal(scaleFor(cfg, Q), 16 / 8);
+  assert.equal(rankFor(cfg, V), 4);
+  assert.equal(scaleFor(cfg, V), 8 / 4);
+  // The key must match a whole trailing part of the path: "value" does not match "myvalue".
+  assert.equal(rankFor(cfg, 'bert.encoder.layer.0.attention.self.myvalue'), 8);
+});
+
+test('rankFor / scaleFor: regex keys, first matching key wins', () => {
+  const cfg = config((c) => {
+    c.rank_pattern = { 'layer\\.0\\..*': 2, 'layer\\.\\d+\\.attention\\.self\\.query': 6 };
+    c.alpha_pattern = { 'layer\\.[0-9]\\.attention\\.self\\.query': 12 };
+  });
+  assert.equal(rankFor(cfg, Q), 2);
+  assert.equal(rankFor(cfg, Q3), 6);
+  assert.equal(rankFor(cfg, V.replace('layer.0', 'layer.5')), 8);
+  assert.equal(scaleFor(cfg, Q), 12 / 2);
+  assert.equal(scaleFor(cfg, Q3), 12 / 6);
+});
+
+test('scaleFor: rsLoRA uses alpha / sqrt(r), with patterns', () => {
+  const cfg = config((c) => Object.assign(c, { use_rslora: true, r: 16, rank_pattern: { value: 4 }, alpha_pattern: {} }));
+  assert.equal(scaleFor(cfg, Q), 16 / Math.sqrt(16));
+  assert.equal(scaleFor(cfg, V), 16 / Math.sqrt(4));
+});

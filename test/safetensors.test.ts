@@ -1,0 +1,333 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppError } from '../src/errors.js';
+import {
+  parseSafetensorsHeader,
+  readSafetensors,
+  readSafetensorsHeader,
+  writeSafetensors,
+  type SafetensorsLimits,
+} from '../src/adapter/safetensors.js';
+
+/** A file from a raw header (bytes or text, written as is) and a data section (bytes or a length of zeros). */
+function rawFile(header: string | Uint8Array, data: Uint8Array | number = 0, lengthField?: bigint): Uint8Array {
+  const h = typeof header === 'string' ? new TextEncoder().encode(header) : header;
+  const d = typeof data === 'number' ? new Uint8Array(data) : data;
+  const out = new Uint8Array(8 + h.length + d.length);
+  new DataView(out.buffer).setBigUint64(0, lengthField ?? BigInt(h.length), true);
+  out.set(h, 8);
+  out.set(d, 8 + h.length);
+  return out;
+}
+
+/** A header from tensor entries, JSON-encoded as given. */
+function header(entries: Record<string, unknown>): string {
+  return JSON.stringify(entries);
+}
+
+function entry(dtype: string, shape: unknown, offsets: unknown): Record<string, unknown> {
+  return { dtype, shape, data_offsets: offsets };
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function f32(...values: number[]): Float32Array {
+  return Float32Array.from(values);
+}
+
+function assertRefused(fn: () => unknown, expect: RegExp): AppError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(caught instanceof AppError, `expected AppError, got ${String(caught)}`);
+  assert.equal(caught.code, 'INVALID_SAFETENSORS');
+  assert.match(caught.message, expect);
+  assert.ok(caught.problems.length >= 1);
+  return caught;
+}
+
+test('a valid F32 file round-trips exactly, with metadata', () => {
+  const a = f32(1, -2.5, 3.25, 0, -0, 1e-30, 3.4e38, Math.fround(0.1));
+  const b = f32(7);
+  const file = writeSafetensors({ 'layer.lora_B': { shape: [2, 4], data: a }, 'layer.lora_A': { shape: [], data: b } }, { format: 'pt' });
+  const { header: h, tensors } = readSafetensors(file);
+  assert.equal(h.headerLength % 8, 0, 'header padded to 8 bytes');
+  assert.equal(h.dataOffset, 8 + h.headerLength);
+  assert.equal(h.fileSize, file.length);
+  assert.deepEqual(h.metadata, { format: 'pt' });
+  assert.deepEqual(
+    h.tensors.map((t) => [t.name, t.begin, t.end]),
+    [
+      ['layer.lora_A', 0, 4],
+      ['layer.lora_B', 4, 36],
+    ],
+  );
+  assert.deepEqual(tensors.get('layer.lora_B'), { shape: [2, 4], dtype: 'F32', data: a });
+  assert.deepEqual(tensors.get('layer.lora_A'), { shape: [], dtype: 'F32', data: b });
+});
+
+test('F16 and BF16 round-trip within their precision', () => {
+  const values = f32(1, -2, 0.1, 3.14159, 1000.5, -65504, 6e-5, 1e-7);
+  const file = writeSafetensors({
+    h: { dtype: 'F16', shape: [8], data: values },
+    b: { dtype: 'BF16', shape: [2, 4], data: values },
+  });
+  const { tensors } = readSafetensors(file);
+  const h = tensors.get('h');
+  const b = tensors.get('b');
+  assert.ok(h && b);
+  assert.equal(h.dtype, 'F16');
+  assert.equal(b.dtype, 'BF16');
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    // Half: 11 significant bits, subnormal step 2^-24. bfloat16: 8 significant bits.
+    assert.ok(Math.abs(h.data[i] - v) <= Math.max(Math.abs(v) * 2 ** -11, 2 ** -25), `F16 ${v} → ${h.data[i]}`);
+    assert.ok(Math.abs(b.data[i] - v) <= Math.abs(v) * 2 ** -8, `BF16 ${v} → ${b.data[i]}`);
+  }
+});
+
+test('an F16 file made by hand decodes to known values', () => {
+  // [6] little-endian halves: 1, -2, 65504 (max), 2^-24 (min subnormal), -0, 1/3 rounded
+  const halves = [0x3c00, 0xc000, 0x7bff, 0x0001, 0x8000, 0x3555];
+  const data = new Uint8Array(halves.flatMap((h) => [h & 0xff, h >> 8]));
+  const file = rawFile(header({ w: entry('F16', [2, 3], [0, 12]) }), data);
+  const w = readSafetensors(file).tensors.get('w');
+  assert.deepEqual(w?.shape, [2, 3]);
+  assert.deepEqual([...(w?.data ?? [])], [1, -2, 65504, 2 ** -24, -0, 0.333251953125]);
+});
+
+test('a BF16 file made by hand decodes to known values', () => {
+  const halves = [0x3f80, 0x4049, 0xbf00]; // 1, 3.140625, -0.5
+  const data = new Uint8Array(halves.flatMap((h) => [h & 0xff, h >> 8]));
+  const w = readSafetensors(rawFile(header({ w: entry('BF16', [3], [0, 6]) }), data)).tensors.get('w');
+  assert.deepEqual([...(w?.data ?? [])], [1, 3.140625, -0.5]);
+});
+
+test('the writer rounds F16 and BF16 to nearest, ties to even', () => {
+  const cases = f32(1 + 2 ** -11, 1 + 3 * 2 ** -11, 65519, 2 ** -25, 3 * 2 ** -26);
+  const file = writeSafetensors({ h: { dtype: 'F16', shape: [5], data: cases } });
+  assert.deepEqual([...(readSafetensors(file).tensors.get('h')?.data ?? [])], [1, 1 + 2 ** -9, 65504, 0, 2 ** -24]);
+  const bcases = f32(1 + 2 ** -8, 1 + 3 * 2 ** -8);
+  const bfile = writeSafetensors({ b: { dtype: 'BF16', shape: [2], data: bcases } });
+  assert.deepEqual([...(readSafetensors(bfile).tensors.get('b')?.data ?? [])], [1, 1 + 2 ** -6]);
+});
+
+test('F32 data at an unaligned position in the buffer decodes correctly', () => {
+  const file = writeSafetensors({ w: { shape: [3], data: f32(1.5, -2, 8) } });
+  const shifted = new Uint8Array(file.length + 1).subarray(1);
+  shifted.set(file);
+  assert.equal(shifted.byteOffset % 4, 1);
+  assert.deepEqual([...(readSafetensors(shifted).tensors.get('w')?.data ?? [])], [1.5, -2, 8]);
+  // A 2-byte F16 tensor first makes the F32 tensor's data start 2 bytes off alignment.
+  const mixed = writeSafetensors({ a: { dtype: 'F16', shape: [1], data: f32(1) }, b: { shape: [2], data: f32(3, 4) } });
+  assert.deepEqual([...(readSafetensors(mixed).tensors.get('b')?.data ?? [])], [3, 4]);
+});
+
+test('accepted edge cases: empty header object, zero-size tensors, inner whitespace, space padding', () => {
+  assert.deepEqual(readSafetensors(rawFile('{}')).tensors.size, 0);
+  assert.deepEqual(readSafetensors(rawFile('{}      ')).header.headerLength, 8);
+  const zero = rawFile(header({ a: entry('F32', [0, 4], [0, 0]), b: entry('F32', [1], [0, 4]) }), 4);
+  assert.deepEqual(readSafetensors(zero).tensors.get('a'), { shape: [0, 4], dtype: 'F32', data: new Float32Array(0) });
+  const spaced = rawFile('{ "w" : { "dtype" : "F32", "shape" : [ 1 ], "data_offsets" : [ 0, 4 ] } }   ', 4);
+  assert.equal(readSafetensors(spaced).header.tensors[0]?.name, 'w');
+  const escaped = rawFile(header({ 'a"b\\c': entry('F32', [1], [0, 4]) }), 4);
+  assert.equal(readSafetensors(escaped).header.tensors[0]?.name, 'a"b\\c');
+});
+
+test('tensors come back in data order, whatever the header order', () => {
+  const file = rawFile(header({ z: entry('F32', [1], [0, 4]), '1': entry('F32', [1], [8, 12]), a: entry('F32', [1], [4, 8]) }), 12);
+  assert.deepEqual(
+    readSafetensors(file).header.tensors.map((t) => t.name),
+    ['z', 'a', '1'],
+  );
+});
+
+const ok = entry('F32', [2], [0, 8]);
+const zip = new Uint8Array([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00]);
+
+/** One row per refusal: the bytes to read, what the message must say, and optional limits. */
+const BAD: { name: string; bytes: () => Uint8Array; expect: RegExp; limits?: SafetensorsLimits }[] = [
+  { name: 'file shorter than 8 bytes', bytes: () => new Uint8Array(5), expect: /5 bytes, shorter than the 8-byte header length/ },
+  { name: 'empty file', bytes: () => new Uint8Array(0), expect: /shorter than the 8-byte/ },
+  { name: 'huge header length (2^40)', bytes: () => rawFile('{}', 0, 2n ** 40n), expect: /header length 1099511627776 bytes is over the limit of 1048576/ },
+  { name: 'header length u64 max', bytes: () => rawFile('{}', 0, 2n ** 64n - 1n), expect: /over the limit/ },
+  { name: 'header over a configured cap', bytes: () => rawFile(header({ w: ok }), 8), expect: /over the limit of 16 bytes/, limits: { maxHeaderBytes: 16 } },
+  { name: 'header past the end of the file', bytes: () => rawFile('{}', 0, 100n), expect: /header length 100 bytes runs past the end of the file/ },
+  { name: 'empty header', bytes: () => rawFile(''), expect: /starting with '\{'.*empty header/ },
+  { name: 'not JSON', bytes: () => rawFile('{"w": '), expect: /not valid JSON/ },
+  { name: 'JSON with trailing garbage', bytes: () => rawFile('{}x'), expect: /not valid JSON/ },
+  { name: '[] header', bytes: () => rawFile('[]'), expect: /must be a JSON object starting with '\{'.*found "\["/ },
+  { name: 'a JSON string header', bytes: () => rawFile('"{}"'), expect: /JSON object starting with '\{'/ },
+  { name: 'leading space', bytes: () => rawFile(' {}'), expect: /starting with '\{' at its first byte, found " "/ },
+  { name: 'leading BOM', bytes: () => rawFile('\ufeff{}'), expect: /starting with '\{'/ },
+  { name: 'trailing newline instead of space padding', bytes: () => rawFile('{}\n'), expect: /other than space padding/ },
+  { name: 'invalid UTF-8', bytes: () => rawFile(concat(new TextEncoder().encode('{"'), new Uint8Array([0xff, 0xfe]), new TextEncoder().encode('":1}'))), expect: /not valid UTF-8/ },
+  { name: 'overlong UTF-8', bytes: () => rawFile(concat(new TextEncoder().encode('{"'), new Uint8Array([0xc0, 0xaf]), new TextEncoder().encode('":1}'))), expect: /not valid UTF-8/ },
+  { name: 'duplicate tensor names', bytes: () => rawFile(`{"w":${JSON.stringify(ok)},"w":${JSON.stringify(ok)}}`, 8), expect: /duplicate key "w" at the top level/ },
+  { name: 'duplicate via escape', bytes: () => rawFile(`{"w":${JSON.stringify(ok)},"\\u0077":${JSON.stringify(ok)}}`, 8), expect: /duplicate key "w"/ },
+  { name: 'duplicate field in an entry', bytes: () => rawFile('{"w":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}', 8), expect: /duplicate key "dtype" in tensor "w"/ },
+  { name: 'duplicate metadata key', bytes: () => rawFile('{"__metadata__":{"a":"1","a":"2"}}'), expect: /duplicate key "a" in __metadata__/ },
+  { name: 'duplicate __metadata__', bytes: () => rawFile('{"__metadata__":{},"__metadata__":{}}'), expect: /duplicate key "__metadata__"/ },
+  { name: 'unknown tensor field', bytes: () => rawFile(header({ w: { ...ok, foo: 1 } }), 8), expect: /tensor "w" has unknown field "foo"/ },
+  { name: 'missing tensor field', bytes: () => rawFile(header({ w: { dtype: 'F32', shape: [2] } }), 8), expect: /tensor "w" is missing field "data_offsets"/ },
+  { name: 'tensor entry not an object', bytes: () => rawFile(header({ w: [1, 2] })), expect: /tensor "w" must be an object/ },
+  { name: 'metadata not an object', bytes: () => rawFile(header({ __metadata__: 'x' })), expect: /__metadata__ must be an object of string values/ },
+  { name: 'metadata value not a string', bytes: () => rawFile(header({ __metadata__: { n: 1 } })), expect: /__metadata__ value for "n" must be a string/ },
+  { name: 'too many tensors (configured)', bytes: () => rawFile(header({ a: entry('F32', [0], [0, 0]), b: entry('F32', [0], [0, 0]), c: entry('F32', [0], [0, 0]) })), expect: /3 tensors, over the limit of 2/, limits: { maxTensors: 2 } },
+  { name: 'offsets not starting at 0', bytes: () => rawFile(header({ w: entry('F32', [2], [4, 12]) }), 12), expect: /do not start at 0: the first tensor "w" begins at 4/ },
+  { name: 'gap between tensors', bytes: () => rawFile(header({ a: entry('F32', [1], [0, 4]), b: entry('F32', [1], [8, 12]) }), 12), expect: /gap of 4 bytes before tensor "b"/ },
+  { name: 'overlapping tensors', bytes: () => rawFile(header({ a: entry('F32', [2], [0, 8]), b: entry('F32', [2], [4, 12]) }), 12), expect: /tensor "b" \[4, 12\) overlaps tensor "a" \[0, 8\)/ },
+  { name: 'identical offsets', bytes: () => rawFile(header({ a: ok, b: ok }), 8), expect: /overlaps/ },
+  { name: 'trailing bytes (zip appended)', bytes: () => concat(writeSafetensors({ w: { shape: [2], data: f32(1, 2) } }), zip), expect: /8 trailing bytes after the last tensor/ },
+  { name: 'trailing bytes, no tensors', bytes: () => rawFile('{}', 3), expect: /3 trailing bytes/ },
+  { name: 'tensor past the end of the file', bytes: () => rawFile(header({ w: ok }), 4), expect: /tensor "w" ends at byte 8 of the data section, past the end of the file/ },
+  { name: 'span ≠ shape × dtype', bytes: () => rawFile(header({ w: entry('F32', [2, 3], [0, 20]) }), 20), expect: /shape \[2,3\] of F32 needs 24 bytes but data_offsets span 20/ },
+  { name: 'span ≠ shape × dtype (F16)', bytes: () => rawFile(header({ w: entry('F16', [2], [0, 8]) }), 8), expect: /of F16 needs 4 bytes/ },
+  { name: 'overflowing shape', bytes: () => rawFile(header({ w: entry('F32', [2 ** 40, 2 ** 40], [0, 8]) }), 8), expect: /tensor "w" shape \[1099511627776,1099511627776\] overflows/ },
+  { name: 'shape product past 2^53 in bytes', bytes: () => rawFile(header({ w: entry('F32', [2 ** 51], [0, 8]) }), 8), expect: /overflows/ },
+  { name: 'negative dim', bytes: () => rawFile(header({ w: entry('F32', [-1, 2], [0, 8]) }), 8), expect: /tensor "w" shape must be an array of non-negative integers, got \[-1,2\]/ },
+  { name: 'fractional dim', bytes: () => rawFile(header({ w: entry('F32', [1.5], [0, 8]) }), 8), expect: /shape must be an array of non-negative integers/ },
+  { name: 'unsafe integer dim', bytes: () => rawFile('{"w":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,8]}}', 8), expect: /shape must be an array/ },
+  { name: 'shape not an array', bytes: () => rawFile(header({ w: entry('F32', '2', [0, 8]) }), 8), expect: /shape must be an array/ },
+  { name: 'negative offset', bytes: () => rawFile(header({ w: entry('F32', [2], [-8, 0]) }), 8), expect: /data_offsets must be \[begin, end\]/ },
+  { name: 'begin > end', bytes: () => rawFile(header({ w: entry('F32', [0], [8, 0]) }), 8), expect: /begin <= end, got \[8,0\]/ },
+  { name: 'three offsets', bytes: () => rawFile(header({ w: entry('F32', [2], [0, 8, 9]) }), 8), expect: /data_offsets must be/ },
+  { name: 'dtype I64', bytes: () => rawFile(header({ w: entry('I64', [1], [0, 8]) }), 8), expect: /tensor "w" has dtype "I64", which is not supported \(supported: F32, F16, BF16\)/ },
+  { name: 'dtype F64', bytes: () => rawFile(header({ w: entry('F64', [1], [0, 8]) }), 8), expect: /dtype "F64", which is not supported \(supported: F32, F16, BF16\)/ },
+  { name: 'dtype lower case', bytes: () => rawFile(header({ w: entry('f32', [2], [0, 8]) }), 8), expect: /dtype "f32", which is not supported/ },
+  { name: 'NaN weight', bytes: () => writeSafetensors({ ok: { shape: [1], data: f32(1) }, w: { shape: [3], data: f32(1, NaN, 2) } }), expect: /tensor "w" element 1 is NaN \(1 non-finite values\)/ },
+  { name: 'Inf weight', bytes: () => writeSafetensors({ w: { shape: [3], data: f32(1, 2, Infinity) } }), expect: /tensor "w" element 2 is Infinity/ },
+  { name: '-Inf weight (F16)', bytes: () => writeSafetensors({ w: { dtype: 'F16', shape: [2], data: f32(-Infinity, 0) } }), expect: /tensor "w" element 0 is -Infinity/ },
+  { name: 'NaN weight (BF16)', bytes: () => writeSafetensors({ w: { dtype: 'BF16', shape: [1], data: f32(NaN) } }), expect: /tensor "w" element 0 is NaN/ },
+  { name: 'F16 overflow from the writer becomes Inf', bytes: () => writeSafetensors({ w: { dtype: 'F16', shape: [1], data: f32(70000) } }), expect: /Infinity/ },
+];
+
+for (const row of BAD) {
+  test(`refuses: ${row.name}`, () => {
+    assertRefused(() => readSafetensors(row.bytes(), row.limits), row.expect);
+  });
+}
+
+test('refuses more than the default 10000 tensors', () => {
+  const entries: Record<string, unknown> = {};
+  for (let i = 0; i <= 10_000; i++) entries[`t${i}`] = entry('F32', [0], [0, 0]);
+  assertRefused(() => readSafetensors(rawFile(header(entries))), /10001 tensors, over the limit of 10000/);
+});
+
+test('collects every header problem into one error', () => {
+  const file = rawFile(header({ a: entry('I64', [1], [0, 8]), b: { ...entry('F32', [2], [8, 16]), extra: true }, c: entry('F32', [-1], [16, 24]) }), 24);
+  const err = assertRefused(() => readSafetensors(file), /\(1\).*\(2\).*\(3\)/);
+  assert.equal(err.problems.length, 3);
+  assert.match(err.problems.join('\n'), /I64/);
+  assert.match(err.problems.join('\n'), /unknown field "extra"/);
+  assert.match(err.problems.join('\n'), /tensor "c" shape/);
+});
+
+test('duplicate keys and layout problems are reported together', () => {
+  const file = rawFile(`{"a":${JSON.stringify(ok)},"a":${JSON.stringify(ok)}}`, 12);
+  const err = assertRefused(() => readSafetensors(file), /duplicate key "a"/);
+  assert.match(err.message, /4 trailing bytes/);
+});
+
+test('the problem list is capped for hostile headers', () => {
+  const entries: Record<string, unknown> = {};
+  for (let i = 0; i < 100; i++) entries[`t${i}`] = entry('I64', [1], [8 * i, 8 * i + 8]);
+  const err = assertRefused(() => readSafetensors(rawFile(header(entries), 800)), /and 68 more problems/);
+  assert.equal(err.problems.length, 33);
+});
+
+test('long names are clipped in messages', () => {
+  const name = 'x'.repeat(10_000);
+  const err = assertRefused(() => readSafetensors(rawFile(header({ [name]: entry('I64', [1], [0, 8]) }), 8)), /x…"/);
+  assert.ok(err.message.length < 400);
+});
+
+test('a "__proto__" metadata key stays plain data', () => {
+  const file = rawFile('{"__metadata__":{"__proto__":"x","k":"v"}}');
+  const { metadata } = readSafetensors(file).header;
+  assert.equal(Object.getPrototypeOf(metadata), Object.prototype);
+  assert.deepEqual(Object.keys(metadata), ['__proto__', 'k']);
+});
+
+test('parseSafetensorsHeader needs only the header bytes', () => {
+  const file = writeSafetensors({ w: { shape: [1000], data: new Float32Array(1000) } });
+  const h = readSafetensors(file).header;
+  const fromPrefix = parseSafetensorsHeader(file.subarray(0, h.dataOffset), file.length);
+  assert.deepEqual(fromPrefix, h);
+  assertRefused(() => parseSafetensorsHeader(file.subarray(0, h.dataOffset), file.length + 1), /1 trailing bytes/);
+  assert.throws(() => parseSafetensorsHeader(file.subarray(0, h.dataOffset - 1), file.length), RangeError);
+  assert.throws(() => parseSafetensorsHeader(file.subarray(0, 4), file.length), RangeError);
+});
+
+test('programmer errors are RangeErrors, not refusals', () => {
+  assert.throws(() => parseSafetensorsHeader(new Uint8Array(16), 8), RangeError);
+  assert.throws(() => readSafetensors(rawFile('{}'), { maxHeaderBytes: -1 }), RangeError);
+  assert.throws(() => writeSafetensors({ w: { shape: [3], data: f32(1) } }), RangeError);
+  assert.throws(() => writeSafetensors({ __metadata__: { shape: [1], data: f32(1) } }), RangeError);
+});
+
+test('readSafetensorsHeader reads the header of a big sparse file from disk', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'safetensors-'));
+  try {
+    const path = join(dir, 'big.safetensors');
+    const elements = 50 * 1024 * 1024 / 4; // 50 MiB of F32
+    const headerText = header({ __metadata__: { format: 'pt' }, w: entry('F32', [1024, elements / 1024], [0, elements * 4]) });
+    const head = rawFile(headerText);
+    const fh = await open(path, 'w');
+    try {
+      await fh.write(head);
+      await fh.truncate(head.length + elements * 4); // sparse: no data is ever written
+    } finally {
+      await fh.close();
+    }
+    const h = await readSafetensorsHeader(path);
+    assert.equal(h.fileSize, head.length + elements * 4);
+    assert.equal(h.dataOffset, head.length);
+    assert.deepEqual(h.metadata, { format: 'pt' });
+    assert.deepEqual(h.tensors, [{ name: 'w', dtype: 'F32', shape: [1024, elements / 1024], begin: 0, end: elements * 4 }]);
+
+    // One byte more on disk is trailing data, refused from the header scan alone.
+    const fh2 = await open(path, 'r+');
+    await fh2.truncate(head.length + elements * 4 + 1).finally(() => fh2.close());
+    await assert.rejects(readSafetensorsHeader(path), (e: unknown) => e instanceof AppError && e.code === 'INVALID_SAFETENSORS' && /1 trailing bytes/.test(e.message));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('readSafetensorsHeader refuses bad files the same way', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'safetensors-'));
+  const refusedWith = (re: RegExp) => (e: unknown) => e instanceof AppError && e.code === 'INVALID_SAFETENSORS' && re.test(e.message);
+  try {
+    const cases: [Uint8Array, RegExp, SafetensorsLimits?][] = [
+      [new Uint8Array(3), /3 bytes, shorter than the 8-byte/],
+      [rawFile('{}', 0, 2n ** 40n), /over the limit of 1048576/],
+      [rawFile('{}', 0, 1000n), /runs past the end of the file/],
+      [rawFile(header({ w: ok }), 8), /over the limit of 8 bytes/, { maxHeaderBytes: 8 }],
+      [rawFile(' {}'), /starting with '\{'/],
+      [rawFile(header({ w: entry('F64', [1], [0, 8]) }), 8), /F64/],
+    ];
+    for (const [i, [bytes, re, limits]] of cases.entries()) {
+      const path = join(dir, `bad${i}.safetensors`);
+      await writeFile(path, bytes);
+      await assert.rejects(readSafetensorsHeader(path, limits), refusedWith(re), `case ${i}`);
+    }
+    await assert.rejects(readSafetensorsHeader(join(dir, 'missing')), { code: 'ENOENT' });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
