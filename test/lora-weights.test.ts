@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { mapAdapterToSlots, parsePeftKey } from '../src/adapter/lora-weights.js';
+import { parsePeftConfig } from '../src/adapter/peft-config.js';
+import type { DecodedTensor } from '../src/adapter/safetensors.js';
+import { isAppError } from '../src/errors.js';
+import type { ModelManifest } from '../src/model/manifest.js';
+
+/** A tiny base: 2 layers × (query, value) with d_in 4 → d_out 3 (query) / 4 (value), head on 4. */
+const manifest: ModelManifest = {
+  format: 'adapterhost.model/v1', baseModel: 'tiny-bert', aliases: ['org/tiny-bert'], task: 'sequence-classification',
+  modelFile: 'model.onnx', tokenizerFile: 'tokenizer.json', maxLength: 16, hiddenSize: 4, maxRank: 4, targets: ['query', 'value'],
+  inputs: { inputIds: 'input_ids', attentionMask: 'attention_mask', tokenTypeIds: null, adapterIndex: 'adapter_index' },
+  embeddingOutput: 'sentence_embedding', baseBytes: 1000,
+  loraSlots: [0, 1].flatMap((l) => [
+    { module: `encoder.layer.${l}.attention.self.query`, dIn: 4, dOut: 3, inputA: `q${l}A`, inputB: `q${l}B` },
+    { module: `encoder.layer.${l}.attention.self.value`, dIn: 4, dOut: 4, inputA: `v${l}A`, inputB: `v${l}B` },
+  ]),
+  heads: [{ module: 'classifier', dIn: 4, inputWeight: 'hw', inputBias: 'hb', output: 'logits' }],
+};
+
+const t = (shape: number[], f: (i: number) => number = (i) => i + 1): DecodedTensor => {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return { shape, dtype: 'F32', data: Float32Array.from({ length: n }, (_, i) => f(i)) };
+};
+
+function validTensors(r = 2): Map<string, DecodedTensor> {
+  const m = new Map<string, DecodedTensor>();
+  for (const s of manifest.loraSlots) {
+    m.set(`base_model.model.${s.module}.lora_A.weight`, t([r, s.dIn]));
+    m.set(`base_model.model.${s.module}.lora_B.weight`, t([s.dOut, r]));
+  }
+  m.set('base_model.model.classifier.weight', t([2, 4]));
+  m.set('base_model.model.classifier.bias', t([2]));
+  return m;
+}
+const cfgJson = (over: Record<string, unknown> = {}) => ({
+  peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['query', 'value'], modules_to_save: ['classifier'], bias: 'none',
+  base_model_name_or_path: 'tiny-bert', task_type: 'SEQ_CLS', id2label: { 0: 'no', 1: 'yes' }, ...over,
+});
+const map = (tensors = validTensors(), over: Record<string, unknown> = {}, opts = {}) =>
+  mapAdapterToSlots('x', 'v1', manifest, parsePeftConfig(cfgJson(over), { maxRank: manifest.maxRank }), tensors, opts);
+
+describe('PEFT key forms', () => {
+  const rows: Array<[string, ReturnType<typeof parsePeftKey>]> = [
+    ['base_model.model.encoder.layer.0.attention.self.query.lora_A.weight', { module: 'encoder.layer.0.attention.self.query', part: 'A' }],
+    ['base_model.model.encoder.layer.0.attention.self.query.lora_B.default.weight', { module: 'encoder.layer.0.attention.self.query', part: 'B' }],
+    ['encoder.layer.1.attention.self.value.lora_A.weight', { module: 'encoder.layer.1.attention.self.value', part: 'A' }],
+    ['base_model.model.classifier.weight', { module: 'classifier', part: 'weight' }],
+    ['base_model.model.classifier.modules_to_save.default.bias', { module: 'classifier', part: 'bias' }],
+    ['base_model.model.something.lora_embedding_A', null],
+  ];
+  for (const [key, want] of rows) it(key, () => assert.deepEqual(parsePeftKey(key), want));
+});
+
+describe('mapping an adapter onto the slots', () => {
+  it('transposes A and B, folds alpha/r into B, transposes the head', () => {
+    const w = map();
+    const s = w.slots[0]!; // query layer 0: A [2,4] = 1..8, B [3,2] = 1..6, scale 4/2 = 2
+    assert.equal(s.rank, 2);
+    assert.deepEqual([...s.a], [1, 5, 2, 6, 3, 7, 4, 8]); // [d_in=4, r=2]
+    assert.deepEqual([...s.b], [2, 6, 10, 4, 8, 12]); // [r=2, d_out=3] = Bᵀ·2
+    assert.deepEqual([...w.heads[0]!.weight], [1, 5, 2, 6, 3, 7, 4, 8]); // [d_in, L]
+    assert.deepEqual(w.labels, ['no', 'yes']);
+    assert.ok(w.slots.every((x) => x && x.a.buffer instanceof SharedArrayBuffer));
+    assert.equal(w.bytes, 4 * (2 * (4 + 3) * 2 + 2 * (4 + 4) * 2 + 2 * 5));
+  });
+  it('rsLoRA folds alpha/sqrt(r)', () => {
+    const w = map(validTensors(4), { r: 4, use_rslora: true, lora_alpha: 4 });
+    assert.equal(w.slots[0]!.b[0], 1 * 2); // B[0,0]=1, scale 4/√4 = 2
+  });
+  it('rank_pattern and alpha_pattern are honoured per module', () => {
+    const m = validTensors(2);
+    for (const s of manifest.loraSlots.filter((x) => x.module.endsWith('value'))) {
+      m.set(`base_model.model.${s.module}.lora_A.weight`, t([1, 4]));
+      m.set(`base_model.model.${s.module}.lora_B.weight`, t([4, 1]));
+    }
+    const w = map(m, { rank_pattern: { value: 1 }, alpha_pattern: { value: 3 } });
+    assert.equal(w.slots[1]!.rank, 1);
+    assert.equal(w.slots[1]!.b[0], 3); // scale 3/1
+    assert.equal(w.slots[0]!.b[0], 2); // query keeps alpha/r = 2
+  });
+  it('an adapter targeting only query leaves value slots empty', () => {
+    const m = validTensors();
+    for (const k of [...m.keys()]) if (k.includes('value')) m.delete(k);
+    const w = map(m, { target_modules: ['query'] });
+    assert.ok(w.slots[0] && !w.slots[1]);
+  });
+  it('a hub-style base name with owner matches an alias', () => {
+    assert.doesNotThrow(() => map(validTensors(), { base_model_name_or_path: 'someone/tiny-bert' }));
+  });
+
+  const bad: Array<{ name: string; tensors?: (m: Map<string, DecodedTensor>) => void; cfg?: Record<string, unknown>; expect: RegExp }> = [
+    { name: 'unknown key', tensors: (m) => m.set('base_model.model.foo.bar', t([1])), expect: /not a LoRA .* key/ },
+    { name: 'module without a slot', tensors: (m) => { m.set('base_model.model.encoder.layer.0.attention.self.key.lora_A.weight', t([2, 4])); }, expect: /self\.key has no LoRA slot/ },
+    { name: 'A without B', tensors: (m) => m.delete('base_model.model.encoder.layer.0.attention.self.query.lora_B.weight'), expect: /has lora_A but no lora_B/ },
+    { name: 'A with wrong d_in', tensors: (m) => m.set('base_model.model.encoder.layer.0.attention.self.query.lora_A.weight', t([2, 5])), expect: /lora_A is \[2,5\] but the base layer has d_in 4/ },
+    { name: 'B with wrong d_out', tensors: (m) => m.set('base_model.model.encoder.layer.0.attention.self.query.lora_B.weight', t([4, 2])), expect: /lora_B is \[4,2\] but the base layer has d_out 3/ },
+    { name: 'A/B rank mismatch', tensors: (m) => m.set('base_model.model.encoder.layer.0.attention.self.query.lora_B.weight', t([3, 1])), expect: /lora_A rank 2 and lora_B rank 1 differ/ },
+    { name: 'tensor rank above the base max', tensors: (m) => { m.set('base_model.model.encoder.layer.0.attention.self.query.lora_A.weight', t([5, 4])); m.set('base_model.model.encoder.layer.0.attention.self.query.lora_B.weight', t([3, 5])); }, expect: /rank 5 exceeds the base model's maximum rank 4/ },
+    { name: 'tensor rank differs from config r', cfg: { r: 3 }, expect: /tensors have rank 2 but the config says 3/ },
+    { name: 'targeted module without tensors', tensors: (m) => { m.delete('base_model.model.encoder.layer.1.attention.self.value.lora_A.weight'); m.delete('base_model.model.encoder.layer.1.attention.self.value.lora_B.weight'); }, expect: /layer\.1\.attention\.self\.value is targeted .* has no lora_A\/lora_B/ },
+    { name: 'tensors for a module target_modules does not select', cfg: { target_modules: ['query'] }, expect: /value has LoRA tensors but target_modules does not select it/ },
+    { name: 'head with wrong hidden size', tensors: (m) => m.set('base_model.model.classifier.weight', t([2, 5])), expect: /head classifier: weight is \[2,5\], expected \[labels, 4\]/ },
+    { name: 'head bias of wrong length', tensors: (m) => m.set('base_model.model.classifier.bias', t([3])), expect: /bias is \[3\], expected \[2\]/ },
+    { name: 'label count differs from the head', cfg: { id2label: { 0: 'a', 1: 'b', 2: 'c' } }, expect: /2 outputs but id2label has 3 labels/ },
+    { name: 'modules_to_save head missing', tensors: (m) => { m.delete('base_model.model.classifier.weight'); m.delete('base_model.model.classifier.bias'); }, expect: /modules_to_save names classifier but the file has no classifier.weight/ },
+    { name: 'another base model', cfg: { base_model_name_or_path: 'bert-base-uncased' }, expect: /"bert-base-uncased" is not this server's base model "tiny-bert"/ },
+    { name: 'no tensors at all', tensors: (m) => m.clear(), cfg: { modules_to_save: null }, expect: /no LoRA tensors for any slot/ },
+  ];
+  for (const row of bad) {
+    it(`refuses: ${row.name}`, () => {
+      const m = validTensors();
+      row.tensors?.(m);
+      assert.throws(() => map(m, row.cfg ?? {}), (e: unknown) => {
+        assert.ok(isAppError(e, 'INCOMPATIBLE_ADAPTER'), String(e));
+        assert.match((e as Error).message, row.expect);
+        return true;
+      });
+    });
+  }
+  it('reports every problem at once', () => {
+    const m = validTensors();
+    m.set('base_model.model.foo', t([1]));
+    m.delete('base_model.model.encoder.layer.0.attention.self.query.lora_B.weight');
+    assert.throws(() => map(m, { base_model_name_or_path: 'other' }), (e: unknown) => isAppError(e) && e.problems.length === 3);
+  });
+  it('allowBaseMismatch accepts another base name but still checks dimensions', () => {
+    assert.doesNotThrow(() => map(validTensors(), { base_model_name_or_path: 'other' }, { allowBaseMismatch: true }));
+    const m = validTensors();
+    m.set('base_model.model.encoder.layer.0.attention.self.query.lora_A.weight', t([2, 7]));
+    assert.throws(() => map(m, { base_model_name_or_path: 'other' }, { allowBaseMismatch: true }), /d_in 4/);
+  });
+});
