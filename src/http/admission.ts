@@ -1,0 +1,21 @@
+import type { RequestHandler } from 'express';
+import { AppError } from '../errors.js';
+
+/** Owned by serve.ts: readiness and drain state, read by the probes and the admission check. */
+export interface ServerState {
+  /** True once the base model is loaded and a warm-up inference passed. */
+  ready: boolean;
+  /** True from the first SIGTERM/SIGINT: no new work, in-flight work finishes. */
+  draining: boolean;
+}
+
+/** Refuses new work (inference, uploads, deletes) once draining; in-flight requests finish. */
+export function acceptingWork(state: ServerState): RequestHandler {
+  return (_req, res, next) => {
+    if (state.draining) {
+      res.setHeader('Connection', 'close');
+      throw new AppError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance', { headers: { 'Retry-After': '1' } });
+    }
+    next();
+  };
+}

@@ -1,0 +1,45 @@
+import express, { type Express } from 'express';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import type { Services } from '../services.js';
+import type { ServerState } from './admission.js';
+import { errorHandler, routeNotFound } from './errors.js';
+import { requestContext } from './request-id.js';
+import { adapterRoutes } from './routes-adapters.js';
+import { embeddingsRoutes } from './routes-embeddings.js';
+import { healthRoutes } from './routes-health.js';
+import { metricsRoutes } from './routes-metrics.js';
+import { modelsRoutes } from './routes-models.js';
+import { predictRoutes } from './routes-predict.js';
+
+export type { ServerState } from './admission.js';
+
+export interface AppDeps {
+  config: Config;
+  services: Services;
+  metrics: Metrics;
+  log: Logger;
+  /** Readiness and drain flags, owned by serve.ts. */
+  state: ServerState;
+}
+
+/** The HTTP app (no listen): routes, auth, request ids, metrics, the one error handler. */
+export function createApp({ config, services, metrics, log, state }: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  // Query strings are not used; keep them from being parsed into nested objects.
+  app.set('query parser', 'simple');
+
+  app.use(requestContext(log, (d) => metrics.observeRequest(d)));
+  app.use(healthRoutes(state));
+  app.use(metricsRoutes(metrics));
+  app.use(modelsRoutes(services, new Date()));
+  app.use(adapterRoutes(config, services, state));
+  app.use(predictRoutes(config.maxBodyKb, services, metrics, state));
+  app.use(embeddingsRoutes(config.maxBodyKb, services, state));
+  app.use(routeNotFound());
+  app.use(errorHandler());
+  return app;
+}

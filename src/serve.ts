@@ -1,0 +1,147 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+import { pino, type Logger } from 'pino';
+import { loadConfig, type Config } from './config.js';
+import { isAppError } from './errors.js';
+import { createApp, type ServerState } from './http/app.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createServices, type Services } from './services.js';
+
+export interface StartOptions {
+  /** Logger to use; default a pino logger at `config.logLevel` on stdout. */
+  log?: Logger;
+  /** Awaited before the warm-up inference runs (tests use it to hold readiness back). */
+  beforeWarmup?: () => Promise<void>;
+}
+
+/** A listening server and what it is made of. */
+export interface RunningServer {
+  /** `http://host:port` it listens on. */
+  url: string;
+  port: number;
+  state: ServerState;
+  services: Services;
+  metrics: Metrics;
+  app: Express;
+  server: http.Server;
+  /** Resolves once the warm-up inference passed (`state.ready` is then true); rejects if it failed. */
+  ready: Promise<void>;
+  /**
+   * Graceful stop: draining at once (readyz 503, new work 503), stop listening, let in-flight
+   * requests and uploads finish, drain the batcher, stop the worker. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** Starts the real app on `config.port` (0 picks a free one); no signal handlers. */
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? pino({ level: config.logLevel });
+  const metrics = createMetrics();
+  const services = await createServices(config, log, metrics.hooks);
+  metrics.attach(services);
+  const state: ServerState = { ready: false, draining: false };
+  const app = createApp({ config, services, metrics, log, state });
+  const server = http.createServer(app);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    await services.close();
+    throw e;
+  }
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' || addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}`;
+
+  const ready = (async () => {
+    await opts.beforeWarmup?.();
+    await services.warmup();
+    if (!state.draining) state.ready = true;
+  })();
+  ready.catch(() => undefined); // observed by whoever awaits `ready`; never an unhandled rejection
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      state.draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Keep-alive connections that finish their request become idle: close them as they do,
+      // so server.close() does not wait for the keep-alive timeout.
+      const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      try {
+        await closed;
+      } finally {
+        clearInterval(sweep);
+      }
+      await ready.catch(() => undefined);
+      await services.close();
+    })();
+    return closing;
+  };
+
+  return { url, port: addr.port, state, services, metrics, app, server, ready, close };
+}
+
+/**
+ * `adapterhost serve`: config from flags and environment (invalid: every problem printed,
+ * exit code 2), listen, warm up, and on SIGTERM/SIGINT drain gracefully (exit 0), or exit 1
+ * when `shutdownGraceMs` passes first.
+ */
+export async function serveMain(argv: string[]): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(argv, process.env);
+  } catch (e) {
+    if (isAppError(e, 'INVALID_CONFIG')) {
+      console.error(`adapterhost: ${e.message}`);
+      process.exitCode = 2;
+      return;
+    }
+    throw e;
+  }
+  const log = pino({ level: config.logLevel });
+  const s = await startServer(config, { log });
+  log.info({ url: s.url, port: s.port }, `listening on ${s.url}`);
+
+  let shuttingDown = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (shuttingDown) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    shuttingDown = true;
+    log.info({ signal, graceMs: config.shutdownGraceMs }, 'draining: finishing in-flight requests');
+    const force = setTimeout(() => {
+      log.error({ graceMs: config.shutdownGraceMs }, 'shutdown grace period over: exiting with work unfinished');
+      process.exit(1);
+    }, config.shutdownGraceMs);
+    s.close().then(
+      () => {
+        clearTimeout(force);
+        log.info('shut down cleanly');
+        process.exit(0);
+      },
+      (e: unknown) => {
+        log.error({ err: e }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  s.ready.then(
+    () => log.info({ url: s.url }, 'ready'),
+    (e: unknown) => {
+      log.fatal({ err: e }, 'warm-up inference failed; not serving');
+      process.exitCode = 1;
+      void s.close().finally(() => process.exit(1));
+    },
+  );
+}
