@@ -172,10 +172,10 @@ def pretrain(model):
 # ---------------------------------------------------------------- tasks
 TASKS = [
     # id, file, r, alpha, rslora, rank_pattern, alpha_pattern, dtype
-    dict(id="spam", file="spam", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=2),
+    dict(id="spam", file="spam", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=3),
     dict(id="lang", file="lang", r=4, alpha=8, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=2),
-    dict(id="topic", file="topic", r=16, alpha=16, rslora=True, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=3),
-    dict(id="es-topic", file="es-topic", r=8, alpha=16, rslora=False, rank_pattern={"value": 4}, alpha_pattern={"value": 8}, dtype="F32", epochs=4),
+    dict(id="topic", file="topic", r=16, alpha=16, rslora=True, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=4),
+    dict(id="es-topic", file="es-topic", r=8, alpha=16, rslora=False, rank_pattern={"value": 4}, alpha_pattern={"value": 8}, dtype="F32", epochs=5),
 ]
 TARGETS = ["query", "value"]
 
@@ -217,11 +217,14 @@ def baseline(model, labels, train, test):
     head = nn.Linear(xtr.shape[1], len(labels)); opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     for _ in range(400):
         opt.zero_grad(); F.cross_entropy(head(xtr), ytr).backward(); opt.step()
-    return (head(xte).argmax(-1) == yte).float().mean().item()
+    return (head(xte).argmax(-1) == yte).float().mean().item(), head
 
-def train_adapter(model, t, labels, train, test):
+def train_adapter(model, t, labels, train, test, probe_head):
     torch.manual_seed(SEED)
+    # LP-FT: start from the linear probe's head (the base-only baseline), then tune LoRA + head
     model.classifier = nn.Linear(CFG["hidden"], len(labels))
+    with torch.no_grad():
+        model.classifier.weight.copy_(probe_head.weight); model.classifier.bias.copy_(probe_head.bias)
     for name, m in lora_modules(model):
         r, a, s = rank_alpha(t, name); m.enable_lora(r, s)
     for n, p in model.named_parameters():
@@ -301,13 +304,37 @@ def export_plain(model, path):
                                     "token_type_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch"},
                                     "sentence_embedding": {0: "batch"}})
 
+def load_base_from_onnx(model, path):
+    """Reload the pretrained base from the committed plain export (REUSE_BASE=1): adapters can
+    be retrained without repeating the masked-LM pretraining."""
+    import onnx
+    from onnx import numpy_helper
+    g = onnx.load(path).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    state = model.state_dict()
+    for name in list(state):
+        if name in inits:
+            state[name] = torch.from_numpy(inits[name].copy())
+    for n in g.node:
+        if n.op_type == "MatMul" and n.name.endswith("/MatMul") and n.input[1] in inits:
+            mod = n.name[1:].rsplit("/", 1)[0].replace("/", ".")
+            if mod + ".weight" in state:
+                state[mod + ".weight"] = torch.from_numpy(inits[n.input[1]].T.copy())
+    model.load_state_dict(state)
+
 def main():
     model = DemoBert(CFG)
-    pretrain(model)
+    exp_dir = os.path.join(ROOT, "models", "demo-export"); os.makedirs(exp_dir, exist_ok=True)
+    if os.environ.get("REUSE_BASE"):
+        load_base_from_onnx(model, os.path.join(exp_dir, "model.onnx"))
+        model.eval()
+        log("base reloaded from the committed export")
+    else:
+        pretrain(model)
     for n, p in model.named_parameters():
         p.requires_grad = False
-    exp_dir = os.path.join(ROOT, "models", "demo-export"); os.makedirs(exp_dir, exist_ok=True)
-    export_plain(model, os.path.join(exp_dir, "model.onnx"))
+    if not os.environ.get("REUSE_BASE"):
+        export_plain(model, os.path.join(exp_dir, "model.onnx"))
     base_state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("classifier")}
     log("exported plain base")
     golden = {"base_model": BASE_NAME, "max_length": MAXLEN, "adapters": {}}
@@ -317,9 +344,9 @@ def main():
         labels, train, test = task_data(t)
         model.load_state_dict(base_state, strict=False)
         for _, m in lora_modules(model): m.disable_lora()
-        base_acc = baseline(model, labels, train, test)
+        base_acc, probe_head = baseline(model, labels, train, test)
         counts = np.bincount([c[1] for c in test], minlength=len(labels))
-        acc = train_adapter(model, t, labels, train, test)
+        acc = train_adapter(model, t, labels, train, test, probe_head)
         report["tasks"][t["id"]] = dict(labels=labels, train=len(train), test=len(test), accuracy=acc,
                                         base_only_accuracy=base_acc, chance=float(counts.max() / counts.sum()),
                                         r=t["r"], alpha=t["alpha"], use_rslora=t["rslora"], dtype=t["dtype"])

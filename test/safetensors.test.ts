@@ -331,3 +331,11 @@ test('readSafetensorsHeader refuses bad files the same way', async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('readSafetensors decodes F32 from a pooled Node Buffer view (not the whole pool)', async () => {
+  const { writeSafetensors: w, readSafetensors: r } = await import('../src/adapter/safetensors.js');
+  const bytes = w({ x: { shape: [3], data: Float32Array.of(1.5, -2, 3.25) } });
+  const pooled = Buffer.from(bytes); // small Buffers share one pool: byteOffset != 0
+  const { tensors } = r(pooled);
+  assert.deepEqual([...tensors.get('x')!.data], [1.5, -2, 3.25]);
+});

@@ -335,8 +335,13 @@ export function readSafetensors(file: Uint8Array, limits?: SafetensorsLimits): {
 function decode(bytes: Uint8Array, dtype: SafetensorsDType): Float32Array {
   const n = bytes.length / DTYPE_BYTES[dtype];
   if (dtype === 'F32') {
-    // slice() copies into a fresh, 4-byte-aligned buffer; the source may sit at any offset.
-    if (LITTLE_ENDIAN_HOST) return new Float32Array(bytes.slice().buffer, 0, n);
+    // Copy into a fresh, 4-byte-aligned buffer (the source may sit at any offset). Not
+    // bytes.slice(): on a Node Buffer that is a view of the whole pool, not a copy.
+    if (LITTLE_ENDIAN_HOST) {
+      const copy = new Uint8Array(bytes.length);
+      copy.set(bytes);
+      return new Float32Array(copy.buffer, 0, n);
+    }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
     return Float32Array.from({ length: n }, (_, i) => view.getFloat32(4 * i, true));
   }

@@ -81,7 +81,8 @@ export function readAdapterUpload(req: Request, limits: UploadLimits): Promise<S
       req.pause();
       bb.removeAllListeners();
       bb.on('error', () => undefined);
-      bb.destroy();
+      // Not synchronously: fail() may run inside busboy's own write loop.
+      setImmediate(() => bb.destroy());
       reject(e);
     };
     const invalid = (m: string) => fail(new AppError('INVALID_UPLOAD', m));
