@@ -18,7 +18,7 @@ export const SETTINGS = {
   cacheMb: { flag: 'cache-mb', env: 'ADAPTERHOST_CACHE_MB', def: '256', schema: z.coerce.number().positive().max(1 << 20), doc: 'Byte budget of the adapter LRU cache, MB (pinned adapters are outside it).' },
   pin: { flag: 'pin', env: 'ADAPTERHOST_PIN', def: '', schema: z.string(), doc: 'Comma-separated adapter ids loaded at start and never evicted.' },
   maxBatch: { flag: 'max-batch', env: 'ADAPTERHOST_MAX_BATCH', def: '32', schema: int(1, 4096), doc: 'Most rows (inputs) in one inference run.' },
-  maxWaitMs: { flag: 'max-wait-ms', env: 'ADAPTERHOST_MAX_WAIT_MS', def: '2', schema: z.coerce.number().min(0).max(10_000), doc: 'How long a row may wait for others to share its run, ms.' },
+  maxWaitMs: { flag: 'max-wait-ms', env: 'ADAPTERHOST_MAX_WAIT_MS', def: '0', schema: z.coerce.number().min(0).max(10_000), doc: 'How long a row may wait for others to share its run, ms. 0: run as soon as the engine is free (rows arriving during a run form the next batch).' },
   queueLimit: { flag: 'queue-limit', env: 'ADAPTERHOST_QUEUE_LIMIT', def: '1024', schema: int(1, 1_000_000), doc: 'Most rows waiting; past it requests get 429 with Retry-After.' },
   threads: { flag: 'threads', env: 'ADAPTERHOST_THREADS', def: String(os.availableParallelism()), schema: int(1, 1024), doc: 'ONNX Runtime intra-op threads (default: the CPU count).' },
   executionProvider: { flag: 'execution-provider', env: 'ADAPTERHOST_EXECUTION_PROVIDER', def: 'cpu', schema: z.enum(['cpu', 'webgpu', 'cuda', 'dml', 'coreml']), doc: 'ONNX Runtime execution provider.' },

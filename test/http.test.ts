@@ -3,7 +3,13 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ADAPTERS_DIR, DEMO_ADAPTERS, getJson, postJson, rawRequest, startTestServer, scrape, type TestServer } from './helpers/http-harness.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { createApp } from '../src/http/app.js';
+import { createMetrics } from '../src/metrics.js';
+import type { Services } from '../src/services.js';
+import { ADAPTERS_DIR, DEMO_ADAPTERS, getJson, postJson, rawRequest, startTestServer, scrape, testConfig, type TestServer } from './helpers/http-harness.js';
 
 const GERMAN = 'Das ist ein schöner Tag und wir gehen heute in den Park.';
 const TEXTS = [
@@ -224,4 +230,25 @@ describe('backpressure', () => {
     }
     for (const r of ok) assertClose(r.body.predictions[0], expected.body.predictions[0], 'flood');
   });
+});
+
+test('an unexpected error is a generic 500 INTERNAL; details stay in the log', async () => {
+  const lines: string[] = [];
+  const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(l); } });
+  const services = {
+    inference: { predict: async () => { throw new Error('secret detail /srv/adapters/x'); } },
+    registry: { list: () => [] },
+  } as unknown as Services;
+  const app = createApp({ config: testConfig('/nonexistent'), services, metrics: createMetrics({ defaultMetrics: false }), log, state: { ready: true, draining: false } });
+  const server = http.createServer(app);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  try {
+    const r = await postJson(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/predict`, { adapter_id: 'spam', inputs: 'x' });
+    assert.equal(r.status, 500);
+    assert.equal(r.body.error.code, 'INTERNAL');
+    assert.doesNotMatch(r.body.error.message, /secret|srv/);
+    assert.ok(lines.some((l) => l.includes('secret detail')), 'the log has the details');
+  } finally {
+    server.close();
+  }
 });

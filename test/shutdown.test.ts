@@ -36,7 +36,7 @@ test('drain: in-flight requests finish; readyz and new work get 503 SHUTTING_DOW
   const sideUrl = `http://127.0.0.1:${(side.address() as AddressInfo).port}`;
   try {
     const inflight = Array.from({ length: 5 }, (_, i) => postJson(`${t.url}/v1/predict`, { adapter_id: 'spam', inputs: `message number ${i}` }));
-    while (t.s.services.batcher.queuedRows < 5) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => t.s.services.batcher.queuedRows >= 5);
     const closing = t.s.close();
     assert.equal(t.s.state.draining, true);
     const readyz = await getJson(`${sideUrl}/readyz`);
@@ -53,6 +53,15 @@ test('drain: in-flight requests finish; readyz and new work get 503 SHUTTING_DOW
     await t.stop();
   }
 });
+
+/** Polls until `cond` holds; fails after `ms`. */
+async function waitFor(cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 interface Child { proc: ChildProcess; url: string; exit: Promise<number | null>; dir: string }
 
@@ -84,10 +93,7 @@ test('SIGTERM with 20 requests in flight: all answered, readyz unavailable, exit
   try {
     const inflight = Array.from({ length: 20 }, (_, i) => postJson(`${c.url}/v1/predict`, { adapter_id: i % 2 ? 'spam' : 'lang', inputs: `request ${i}` }));
     // Wait until the server holds all 20 (the batcher waits up to 1.5 s for company).
-    for (;;) {
-      if (metricValue(await scrape(c.url), 'adapterhost_queue_depth') >= 20) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(async () => metricValue(await scrape(c.url), 'adapterhost_queue_depth') >= 20);
     c.proc.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 50));
     const readyz = await fetch(`${c.url}/readyz`).then((r) => r.status, () => 'refused');
@@ -106,7 +112,7 @@ test('SIGTERM: work that outlasts --shutdown-grace-ms ends the process with code
   const c = await spawnServer(['--max-wait-ms', '5000', '--max-batch', '64', '--shutdown-grace-ms', '200']);
   try {
     const stuck = postJson(`${c.url}/v1/predict`, { adapter_id: 'spam', inputs: 'slow' }).catch(() => null);
-    while (metricValue(await scrape(c.url), 'adapterhost_queue_depth') < 1) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(async () => metricValue(await scrape(c.url), 'adapterhost_queue_depth') >= 1);
     c.proc.kill('SIGTERM');
     assert.equal(await c.exit, 1);
     await stuck;

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
-import { AppError } from '../errors.js';
+import { AppError, ERROR_CATALOG } from '../errors.js';
 
 /** The fields body-parser puts on its errors. */
 interface BodyParserError { type?: unknown; status?: unknown; expose?: unknown; limit?: unknown; length?: unknown; message: string }
@@ -71,10 +71,11 @@ export function errorHandler(): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     const mapped = fromBodyParser(err);
     let e: AppError;
-    if (mapped instanceof AppError) {
+    if (mapped instanceof AppError && mapped.code !== 'INTERNAL' && ERROR_CATALOG[mapped.code] >= 400) {
       e = mapped;
       if (e.status >= 500) req.log.error({ err: mapped, code: e.code }, e.message);
     } else {
+      // INTERNAL (and start-up-only codes) can name server paths or runtime internals: they stay in the log.
       req.log.error({ err: mapped }, 'unexpected error');
       e = new AppError('INTERNAL', `internal error (request id ${req.id})`);
     }

@@ -1,0 +1,311 @@
+/**
+ * Bad uploads through PUT /v1/adapters/:id: broken safetensors, refused adapter configs,
+ * malformed multipart bodies, bodies over the cap. Each is a 4xx naming the problem; after
+ * each, `lang` still predicts and the store on disk is byte-for-byte what it was.
+ */
+import assert from 'node:assert/strict';
+import { readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import {
+  adapterParts, assertLangServes, decodeModel, demoFiles, encodeModel, leftovers, putParts, request, snapshot,
+  spawnServe, startRel, tempStore, TOKEN, type AdapterFiles, type Part, type RelServer, type Tensor,
+} from './helpers/reliability-kit.js';
+
+const LANG = demoFiles('lang');
+const LANG_CFG = JSON.parse(LANG.config.toString('utf8')) as Record<string, unknown>;
+const LANG_TENSORS = decodeModel(LANG.model);
+const Q0 = 'base_model.model.encoder.layer.0.attention.self.query';
+const V1 = 'base_model.model.encoder.layer.1.attention.self.value';
+const BIAS = 'base_model.model.classifier.bias';
+const HEAD_W = 'base_model.model.classifier.weight';
+
+// ---------------------------------------------------------------------------------------
+// Crafting files
+
+interface RawEntry { name: string; dtype: string; shape: number[]; bytes: Buffer }
+
+const f32 = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+const langEntries = (): RawEntry[] => [...LANG_TENSORS].map(([name, t]) => ({ name, dtype: 'F32', shape: [...t.shape], bytes: Buffer.from(f32(t.data)) }));
+
+/** Pads a header to 8 bytes with spaces and frames it: u64 length (or `headerLength`), header, data. */
+function frame(header: string, data: Buffer, headerLength?: bigint): Buffer {
+  const json = Buffer.from(header, 'utf8');
+  const padded = Math.ceil(json.length / 8) * 8;
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(headerLength ?? BigInt(padded));
+  return Buffer.concat([len, json, Buffer.alloc(padded - json.length, 0x20), data]);
+}
+
+/**
+ * Lays `entries` out in order. `lead` zero bytes before the first tensor, `gapAt` puts 8 zero
+ * bytes before entry i, `overlapAt` starts entry i 4 bytes inside the previous one.
+ */
+function pack(entries: RawEntry[], opts: { lead?: number; gapAt?: number; overlapAt?: number; edit?: (h: Record<string, any>) => void } = {}): Buffer {
+  const header: Record<string, any> = { __metadata__: { format: 'pt' } };
+  const spans: Array<[number, Buffer]> = [];
+  let pos = opts.lead ?? 0;
+  entries.forEach((e, i) => {
+    if (i === opts.gapAt) pos += 8;
+    if (i === opts.overlapAt) pos -= 4;
+    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [pos, pos + e.bytes.length] };
+    spans.push([pos, e.bytes]);
+    pos += e.bytes.length;
+  });
+  const data = Buffer.alloc(pos);
+  for (const [at, b] of spans) b.copy(data, at);
+  opts.edit?.(header);
+  return frame(JSON.stringify(header), data);
+}
+
+const withModel = (model: Buffer): AdapterFiles => ({ config: LANG.config, model });
+const withConfig = (edit: (c: Record<string, unknown>) => void, model: Buffer = LANG.model): AdapterFiles => {
+  const c = structuredClone(LANG_CFG);
+  edit(c);
+  return { config: Buffer.from(JSON.stringify(c)), model };
+};
+const withTensors = (edit: (t: Map<string, Tensor>) => void): Buffer => {
+  const t = new Map([...LANG_TENSORS].map(([k, v]) => [k, { ...v, shape: [...v.shape], data: Float32Array.from(v.data) }]));
+  edit(t);
+  return encodeModel(t);
+};
+
+// ---------------------------------------------------------------------------------------
+// Cases
+
+interface Case { name: string; parts: Part[]; status: number; code: string | string[]; message: RegExp }
+
+const files = (f: AdapterFiles): Part[] => adapterParts(f);
+
+const safetensorsCases: Case[] = (() => {
+  const valid = LANG.model;
+  const headerLen = Number(valid.readBigUInt64LE(0));
+  const header = valid.subarray(8, 8 + headerLen).toString('utf8').trimEnd();
+  const data = valid.subarray(8 + headerLen);
+  const firstKey = Object.keys(JSON.parse(header) as object).find((k) => k !== '__metadata__')!;
+  const dupHeader = header.replace(/^\{/, `{${JSON.stringify(firstKey)}:${JSON.stringify((JSON.parse(header) as Record<string, unknown>)[firstKey])},`);
+  const zip = Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(200, 7), Buffer.from('PK\x05\x06', 'latin1'), Buffer.alloc(18)]);
+  const i64 = langEntries().map((e) => (e.name === BIAS ? { ...e, dtype: 'I64', bytes: Buffer.alloc(e.shape[0]! * 8, 1) } : e));
+  const C = 'INVALID_SAFETENSORS';
+  return [
+    { name: 'header length huge (2^40)', parts: files(withModel(frame(header, data, 1n << 40n))), status: 422, code: C, message: /header length .* over the limit/ },
+    { name: 'header length past the end of the file', parts: files(withModel(frame(header, data, BigInt(valid.length)))), status: 422, code: C, message: /past the end of the file/ },
+    { name: 'header not JSON', parts: files(withModel(frame('{this is not json}', data))), status: 422, code: C, message: /not valid JSON/ },
+    { name: 'duplicate tensor keys', parts: files(withModel(frame(dupHeader, data))), status: 422, code: C, message: /duplicate key/ },
+    { name: 'offsets with a gap', parts: files(withModel(pack(langEntries(), { gapAt: 3 }))), status: 422, code: C, message: /gap of 8 bytes/ },
+    { name: 'overlapping offsets', parts: files(withModel(pack(langEntries(), { overlapAt: 3 }))), status: 422, code: C, message: /overlaps/ },
+    { name: 'offsets not starting at 0', parts: files(withModel(pack(langEntries(), { lead: 16 }))), status: 422, code: C, message: /do not start at 0/ },
+    { name: 'trailing bytes (a zip appended)', parts: files(withModel(Buffer.concat([valid, zip]))), status: 422, code: C, message: /trailing bytes/ },
+    { name: 'shape × dtype ≠ bytes', parts: files(withModel(pack(langEntries(), { edit: (h) => { h[BIAS].shape = [8]; } }))), status: 422, code: C, message: /needs 32 bytes but data_offsets span 28/ },
+    { name: 'overflowing shape', parts: files(withModel(pack(langEntries(), { edit: (h) => { h[BIAS].shape = [2 ** 32, 2 ** 32, 2 ** 32]; } }))), status: 422, code: C, message: /overflows/ },
+    { name: 'unsupported dtype I64', parts: files(withModel(pack(i64))), status: 422, code: C, message: /I64.*not supported/ },
+    { name: 'NaN weight', parts: files(withModel(withTensors((t) => { t.get(`${Q0}.lora_B.weight`)!.data[5] = NaN; }))), status: 422, code: C, message: /lora_B.weight" element 5 is NaN/ },
+    { name: 'Inf weight', parts: files(withModel(withTensors((t) => { t.get(HEAD_W)!.data[0] = Infinity; }))), status: 422, code: C, message: /classifier.weight" element 0 is Infinity/ },
+  ];
+})();
+
+const configCases: Case[] = (() => {
+  const CFG = ['INVALID_ADAPTER_CONFIG', 'INCOMPATIBLE_ADAPTER'];
+  const keyModel = withTensors((t) => {
+    for (let l = 0; l < 4; l++) {
+      const m = `base_model.model.encoder.layer.${l}.attention.self.key`;
+      t.set(`${m}.lora_A.weight`, { dtype: 'F32', shape: [4, 256], data: new Float32Array(4 * 256).fill(0.01) });
+      t.set(`${m}.lora_B.weight`, { dtype: 'F32', shape: [256, 4], data: new Float32Array(256 * 4).fill(0.01) });
+    }
+  });
+  return [
+    { name: 'peft_type IA3', parts: files(withConfig((c) => { c.peft_type = 'IA3'; })), status: 422, code: 'INVALID_ADAPTER_CONFIG', message: /IA3/ },
+    { name: 'rank 64 above the max 16', parts: files(withConfig((c) => { c.r = 64; })), status: 422, code: CFG, message: /64.*16|16.*64/ },
+    { name: 'unknown target module "key"', parts: files(withConfig((c) => { c.target_modules = ['query', 'key', 'value']; }, keyModel)), status: 422, code: CFG, message: /key/ },
+    { name: 'missing target_modules', parts: files(withConfig((c) => { delete c.target_modules; })), status: 422, code: 'INVALID_ADAPTER_CONFIG', message: /target_modules/ },
+    {
+      name: 'A/B shape mismatch', status: 422, code: 'INCOMPATIBLE_ADAPTER', message: /encoder\.layer\.0\.attention\.self\.query/,
+      parts: files(withModel(withTensors((t) => { t.set(`${Q0}.lora_A.weight`, { dtype: 'F32', shape: [4, 128], data: new Float32Array(512).fill(0.01) }); }))),
+    },
+    { name: 'a missing tensor (lora_B)', parts: files(withModel(withTensors((t) => { t.delete(`${V1}.lora_B.weight`); }))), status: 422, code: 'INCOMPATIBLE_ADAPTER', message: /encoder\.layer\.1\.attention\.self\.value/ },
+    { name: 'wrong base model', parts: files(withConfig((c) => { c.base_model_name_or_path = 'bert-base-uncased'; })), status: 422, code: 'INCOMPATIBLE_ADAPTER', message: /bert-base-uncased/ },
+    { name: 'use_dora true', parts: files(withConfig((c) => { c.use_dora = true; })), status: 422, code: 'INVALID_ADAPTER_CONFIG', message: /use_dora/ },
+    {
+      name: 'label count ≠ head size', status: 422, code: CFG, message: /label/,
+      parts: files(withConfig((c) => { c.id2label = { 0: 'a', 1: 'b', 2: 'c', 3: 'd', 4: 'e', 5: 'f' }; })),
+    },
+  ];
+})();
+
+const partCases: Case[] = (() => {
+  const cfg: Part = { name: 'adapter_config', filename: 'adapter_config.json', data: LANG.config };
+  const model: Part = { name: 'adapter_model', filename: 'adapter_model.safetensors', data: LANG.model };
+  const pickle = Buffer.concat([Buffer.from([0x80, 0x04, 0x95, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x8c]), Buffer.alloc(300, 0x2e)]);
+  const zip = Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(300, 1)]);
+  const U = 'INVALID_UPLOAD';
+  return [
+    { name: 'pickle by name (adapter_model.bin)', parts: [cfg, { ...model, filename: 'adapter_model.bin' }], status: 422, code: U, message: /pickle/ },
+    { name: 'pickle magic 0x80 0x04 under the right name', parts: [cfg, { ...model, data: pickle }], status: 422, code: U, message: /pickle/ },
+    { name: 'a zip archive', parts: [cfg, { ...model, data: zip }], status: 422, code: U, message: /zip/ },
+    { name: 'an extra part', parts: [cfg, model, { name: 'readme', filename: 'README.md', data: 'hello' }], status: 422, code: U, message: /part|more than two/ },
+    { name: 'a missing part', parts: [model], status: 422, code: U, message: /missing part adapter_config/ },
+    { name: 'a non-file field', parts: [{ name: 'adapter_config', data: LANG.config }, model], status: 422, code: U, message: /not a file/ },
+  ];
+})();
+
+// ---------------------------------------------------------------------------------------
+
+describe('bad uploads are refused, the store and the other adapters untouched', () => {
+  let t: RelServer;
+  let snap: Record<string, string>;
+  before(async () => {
+    t = await startRel({ adminToken: TOKEN });
+    snap = await snapshot(t.dir);
+  });
+  after(async () => { await t?.stop(); });
+
+  const check = async (id: string) => {
+    assert.equal((await request(t.url, { path: `/v1/adapters/${id}` })).status, 404, `${id} did not become visible`);
+    await assertLangServes(t.url);
+    assert.deepEqual(await snapshot(t.dir), snap, 'nothing on disk changed');
+  };
+
+  for (const [group, cases] of [['safetensors', safetensorsCases], ['adapter_config', configCases], ['multipart', partCases]] as const) {
+    for (const c of cases) {
+      test(`${group}: ${c.name} → ${c.status}`, async () => {
+        const r = await putParts(t.url, 'refused', c.parts);
+        assert.equal(r.status, c.status, r.text);
+        const codes = Array.isArray(c.code) ? c.code : [c.code];
+        assert.ok(codes.includes(r.body.error.code), `code ${r.body.error.code}, expected ${codes.join('|')}: ${r.text}`);
+        assert.match(r.body.error.message, c.message);
+        await check('refused');
+      });
+    }
+  }
+
+  test('the valid original is accepted (the cases above differ from it only in what they break)', async () => {
+    const r = await putParts(t.url, 'control', adapterParts(LANG));
+    assert.equal(r.status, 201, r.text);
+    const p = await request(t.url, { method: 'DELETE', path: '/v1/adapters/control', headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(p.status, 204);
+    assert.deepEqual(await snapshot(t.dir), snap);
+  });
+
+  for (const type of ['application/json', 'text/plain']) {
+    test(`wrong content type ${type} → 415`, async () => {
+      const r = await request(t.url, {
+        method: 'PUT', path: '/v1/adapters/refused', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': type },
+        body: type === 'application/json' ? JSON.stringify({ adapter_config: LANG_CFG, url: 'http://127.0.0.1:1/x.safetensors' }) : 'adapter_config=...',
+      });
+      assert.equal(r.status, 415, r.text);
+      assert.equal(r.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.match(r.body.error.message, /multipart\/form-data/);
+      await check('refused');
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Bodies over the cap: a child server (so its memory is its own), --max-upload-mb 2.
+
+const CAP = 2 * 1024 * 1024;
+
+/** VmRSS of a process in bytes (Linux), or null where /proc is not there. */
+async function rssOf(pid: number): Promise<number | null> {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+interface Streamed { status: number; body: any; sentAtAnswer: number; total: number }
+
+/**
+ * Streams a multipart upload whose model part never ends before `total` bytes: `chunk`-byte
+ * writes (chunked encoding unless `contentLength`), honouring backpressure, stopping as soon
+ * as the server answers.
+ */
+function streamUpload(url: string, opts: { total: number; chunk: number; contentLength?: boolean }): Promise<Streamed> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const boundary = 'capboundary';
+    const prefix = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="adapter_model"; filename="adapter_model.safetensors"\r\nContent-Type: application/octet-stream\r\n\r\n`);
+    const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}`, 'content-type': `multipart/form-data; boundary=${boundary}` };
+    if (opts.contentLength) headers['content-length'] = String(opts.total);
+    const req = http.request({ host: u.hostname, port: u.port, path: '/v1/adapters/too-big', method: 'PUT', headers, agent: false });
+    const filler = Buffer.alloc(opts.chunk, 0x41);
+    let sent = 0;
+    let answer: { status: number; at: number } | null = null;
+    let done = false;
+    const timer = setTimeout(() => { req.destroy(); reject(new Error(`no answer after ${sent} bytes`)); }, 30_000);
+    req.on('response', (res) => {
+      answer = { status: res.statusCode ?? 0, at: sent };
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        clearTimeout(timer);
+        done = true;
+        req.destroy();
+        let body: unknown = null;
+        try { body = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { /* not JSON */ }
+        resolve({ status: answer!.status, body, sentAtAnswer: answer!.at, total: opts.total });
+      });
+    });
+    req.on('error', (e) => { if (!answer) { clearTimeout(timer); reject(e); } });
+    let first = true;
+    const pump = () => {
+      while (!answer && !done && sent < opts.total) {
+        const piece = first ? prefix : filler.subarray(0, Math.min(opts.chunk, opts.total - sent));
+        first = false;
+        sent += piece.length;
+        if (!req.write(piece)) { req.once('drain', pump); return; }
+      }
+      if (!answer && sent >= opts.total) req.end();
+    };
+    pump();
+  });
+}
+
+describe('upload bodies over the cap: 413 early, memory bounded', () => {
+  let dir: string;
+  let child: Awaited<ReturnType<typeof spawnServe>>;
+  let snap: Record<string, string>;
+  before(async () => {
+    dir = await tempStore('rel-cap');
+    snap = await snapshot(dir);
+    child = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN, '--max-upload-mb', '2']);
+  });
+  after(async () => {
+    child?.proc.kill('SIGKILL');
+    await child?.exit;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const cases: Array<[string, { total: number; chunk: number; contentLength?: boolean }]> = [
+    ['Content-Length over the cap (16 MiB declared)', { total: 16 * 1024 * 1024, chunk: 64 * 1024, contentLength: true }],
+    ['chunked, no Content-Length (16 MiB)', { total: 16 * 1024 * 1024, chunk: 64 * 1024 }],
+    ['100k tiny chunks of 64 bytes (6.4 MB)', { total: 100_000 * 64, chunk: 64 }],
+  ];
+  for (const [name, opts] of cases) {
+    test(name, async () => {
+      const rss0 = await rssOf(child.pid);
+      let peak = rss0 ?? 0;
+      const sampler = setInterval(() => { void rssOf(child.pid).then((r) => { if (r !== null && r > peak) peak = r; }); }, 5);
+      let r: Streamed;
+      try {
+        r = await streamUpload(child.url, opts);
+      } finally {
+        clearInterval(sampler);
+      }
+      assert.equal(r.status, 413, JSON.stringify(r.body));
+      assert.equal(r.body.error.code, 'PAYLOAD_TOO_LARGE');
+      assert.match(r.body.error.message, /2097152 bytes/);
+      assert.ok(r.sentAtAnswer < r.total, `answered before the whole body was sent (${r.sentAtAnswer} of ${r.total} bytes)`);
+      if (rss0 !== null) {
+        const grew = peak - rss0;
+        assert.ok(grew <= 2 * CAP, `server RSS grew by ${(grew / 1048576).toFixed(1)} MiB (cap ${CAP / 1048576} MiB)`);
+      }
+      assert.equal((await request(child.url, { path: '/v1/adapters/too-big' })).status, 404);
+      await assertLangServes(child.url);
+      assert.deepEqual(await leftovers(dir), []);
+      assert.deepEqual(await snapshot(dir), snap);
+    });
+  }
+});
