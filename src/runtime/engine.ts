@@ -25,6 +25,8 @@ export class WorkerEngine implements Engine {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (o: BatchOutput) => void; reject: (e: Error) => void }>();
   private closed = false;
+  /** Why the worker died, once it has: later runs fail at once instead of waiting forever. */
+  private dead: string | null = null;
 
   private constructor(private readonly worker: Worker) {
     worker.on('message', (msg: WorkerResponse) => {
@@ -62,6 +64,7 @@ export class WorkerEngine implements Engine {
 
   run(batch: BatchInput): Promise<BatchOutput> {
     if (this.closed) return Promise.reject(new AppError('SHUTTING_DOWN', 'the inference engine is closed'));
+    if (this.dead) return Promise.reject(new AppError('INTERNAL', `the inference worker is not running: ${this.dead}`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -70,6 +73,7 @@ export class WorkerEngine implements Engine {
   }
 
   private failAll(e: Error): void {
+    this.dead ??= e.message;
     for (const p of this.pending.values()) p.reject(new AppError('INTERNAL', `inference worker failed: ${e.message}`));
     this.pending.clear();
   }

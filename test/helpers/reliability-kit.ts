@@ -101,9 +101,10 @@ export interface ChildServer {
   stderr(): string;
 }
 
-/** `node dist/src/cli.js serve --port 0 ...`; resolves once its log says ready (url from the "listening" line). */
-export async function spawnServe(args: string[], readyTimeoutMs = 20_000): Promise<ChildServer> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--model-dir', MODEL_DIR, '--threads', '1', '--log-level', 'info', ...args], {
+/** `node [nodeFlags] dist/src/cli.js serve --port 0 ...`; resolves once its log says ready (url from the "listening" line). */
+export async function spawnServe(args: string[], opts: { nodeFlags?: string[]; readyTimeoutMs?: number } = {}): Promise<ChildServer> {
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
+  const proc = spawn(process.execPath, [...(opts.nodeFlags ?? []), CLI, 'serve', '--port', '0', '--model-dir', MODEL_DIR, '--threads', '1', '--log-level', 'info', ...args], {
     cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));

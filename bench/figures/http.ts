@@ -1,0 +1,188 @@
+/**
+ * Figures through the real HTTP server (src/serve.ts startServer, in this process): the
+ * overhead of HTTP over the batcher at low load on the demo model, and a soak with a small
+ * cache on the synthetic model watching RSS and open file descriptors.
+ */
+import { readdirSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AdapterLoader } from '../../src/adapter/loader.js';
+import { loadConfig } from '../../src/config.js';
+import { startServer, type RunningServer } from '../../src/serve.js';
+import type { Figure } from '../context.js';
+import { MiB, spread } from '../measure.js';
+import { fmt } from '../report.js';
+import { silentLog } from '../stack.js';
+import { makeText, mulberry32, percentile, Zipf } from '../workload.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** Requests per side per repeat (sequential, alternating HTTP and batcher). */
+const PER_ROUND = 40;
+
+/** POSTs JSON over a keep-alive agent; resolves with the status and parsed body. */
+function post(agent: http.Agent, url: URL, body: unknown): Promise<{ status: number; body: unknown }> {
+  const data = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': data.length } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+        } catch (e) {
+          reject(e as Error);
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+async function start(overrides: Parameters<typeof loadConfig>[2]): Promise<RunningServer> {
+  const config = loadConfig([], {}, { port: 0, host: '127.0.0.1', logLevel: 'silent', ...overrides });
+  const s = await startServer(config, { log: silentLog });
+  await s.ready;
+  return s;
+}
+
+/** End-to-end HTTP p50 − batcher p50, sequential single-input requests, demo model. */
+export const httpOverhead: Figure = async (ctx) => {
+  const { reps, warmup, seed } = ctx.s;
+  const server = await start({ modelDir: path.join(ROOT, 'models/demo'), adaptersDir: path.join(ROOT, 'adapters') });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const url = new URL('/v1/predict', server.url);
+  const { services } = server;
+  const adapter = 'spam';
+  const rand = mulberry32(seed);
+  const texts = Array.from({ length: PER_ROUND }, () => makeText(rand, 8 + Math.floor(rand() * 8)));
+  const ids = texts.map((t) => services.tokenizer.encode(t, services.manifest.maxLength, true));
+  const out = { http: [] as number[], engine: [] as number[], diff: [] as number[] };
+  try {
+    const time = async (fn: () => Promise<unknown>) => {
+      const t0 = performance.now();
+      await fn();
+      return performance.now() - t0;
+    };
+    const viaHttp = async (i: number) => {
+      const r = await post(agent, url, { adapter_id: adapter, inputs: texts[i] });
+      if (r.status !== 200) throw new Error(`POST /v1/predict answered ${r.status}: ${JSON.stringify(r.body)}`);
+    };
+    const viaBatcher = async (i: number) => {
+      const lease = await services.registry.acquire(adapter);
+      try {
+        await services.batcher.submit([{ ids: ids[i]!, adapter: lease.weights }]);
+      } finally {
+        lease.release();
+      }
+    };
+    for (let round = 0; round < warmup + reps + 4; round++) {
+      const t = { http: [] as number[], engine: [] as number[] };
+      for (let i = 0; i < PER_ROUND; i++) {
+        if (i % 2) { t.engine.push(await time(() => viaBatcher(i))); t.http.push(await time(() => viaHttp(i))); }
+        else { t.http.push(await time(() => viaHttp(i))); t.engine.push(await time(() => viaBatcher(i))); }
+      }
+      if (round < warmup) continue;
+      const h = percentile(t.http, 50);
+      const e = percentile(t.engine, 50);
+      out.http.push(h);
+      out.engine.push(e);
+      out.diff.push(h - e);
+    }
+  } finally {
+    agent.destroy();
+    await server.close();
+  }
+  const d = spread(out.diff);
+  const s = { http: spread(out.http), engine: spread(out.engine) };
+  const notes = [
+    `Demo model (${services.manifest.loraSlots.length / 2} layers, hidden ${services.manifest.hiddenSize}), adapter "${adapter}", ${PER_ROUND} sequential single-text requests per side per repeat, alternating HTTP and batcher request by request, ${out.diff.length} repeats; the figure is p50(HTTP) − p50(batcher) per repeat.`,
+    `HTTP: POST /v1/predict to startServer on 127.0.0.1 over a keep-alive node:http agent in the same process (the client's own cost counts against the server). Batcher: the same token ids and a lease from the same registry, submitted to the server's own Batcher (engine run, worker hand-off, result slicing). The difference is express, JSON parse/validation, tokenizing, softmax and sorting, and the response.`,
+    `p50 HTTP ${fmt(s.http.median)} ms, p50 batcher ${fmt(s.engine.median)} ms.`,
+  ];
+  if (d.median > 2) notes.push(`MISSED (${fmt(d.median)} ms > 2 ms).`);
+  return {
+    title: 'End-to-end HTTP − engine latency at low load',
+    rows: [{
+      figure: 'http-overhead', label: 'HTTP /v1/predict p50 − batcher p50, sequential single input', model: 'demo',
+      target: { op: '<=', value: 2 }, unit: 'ms', value: d,
+      detail: `p50 HTTP ${fmt(s.http.median)} ms, batcher ${fmt(s.engine.median)} ms`,
+    }],
+    notes, data: out,
+  };
+};
+
+const openFds = () => readdirSync('/proc/self/fd').length;
+
+/** A mixed workload through HTTP with a small cache for `soakSeconds`: RSS and fd growth 25 % → 100 %. */
+export const soak: Figure = async (ctx) => {
+  const { soakSeconds, seed, zipfAdapters: n } = ctx.s;
+  const m = await ctx.model();
+  const ids = await ctx.adapters(n);
+  const probe = await new AdapterLoader(await ctx.store(), m.manifest).load(ids[0]!);
+  const cacheAdapters = Math.max(4, Math.floor(n / 8));
+  const cacheMb = (cacheAdapters * probe.bytes) / MiB;
+  const server = await start({ modelDir: m.slottedDir, adaptersDir: m.adaptersDir, cacheMb, maxBatch: ctx.s.batchRows });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const url = new URL('/v1/predict', server.url);
+  const rand = mulberry32(seed + 7);
+  const zipf = new Zipf(n, 1, rand);
+  const samples: Array<{ t: number; rss: number; heap: number; arrayBuffers: number; fds: number }> = [];
+  const sample = (t: number) => {
+    const u = process.memoryUsage();
+    samples.push({ t, rss: u.rss, heap: u.heapUsed, arrayBuffers: u.arrayBuffers, fds: openFds() });
+  };
+  const t0 = performance.now();
+  const end = t0 + soakSeconds * 1000;
+  let done = 0;
+  let errors = 0;
+  const timer = setInterval(() => sample((performance.now() - t0) / 1000), 500);
+  const lane = async () => {
+    while (performance.now() < end) {
+      const r = await post(agent, url, { adapter_id: ids[zipf.next()], inputs: makeText(rand, 8 + Math.floor(rand() * 10)) }).catch(() => ({ status: 0 }));
+      if (r.status === 200) done++;
+      else errors++;
+    }
+  };
+  const counters = server.services.cache.counters;
+  try {
+    sample(0);
+    await Promise.all(Array.from({ length: 2 * ctx.s.batchRows }, lane));
+    sample((performance.now() - t0) / 1000);
+  } finally {
+    clearInterval(timer);
+    agent.destroy();
+    await server.close();
+  }
+  const at = (frac: number) => samples.find((x) => x.t >= frac * soakSeconds) ?? samples[samples.length - 1]!;
+  const q = at(0.25);
+  const last = samples[samples.length - 1]!;
+  const rssGrowth = (last.rss - q.rss) / MiB;
+  const fdGrowth = last.fds - q.fds;
+  // Spread of RSS over the second half: how much it moves anyway.
+  const tail = samples.filter((x) => x.t >= 0.25 * soakSeconds).map((x) => x.rss / MiB);
+  const rssSpread = spread(tail);
+  const fdSpread = spread(samples.filter((x) => x.t >= 0.25 * soakSeconds).map((x) => x.fds));
+  const notes = [
+    `${soakSeconds} s through startServer (synthetic model, HTTP /v1/predict, ${2 * ctx.s.batchRows} clients in a closed loop), Zipf s = 1 over ${n} adapters with a cache of ${fmt(cacheMb)} MiB (~${cacheAdapters} adapters): ${done} requests, ${errors} errors, ${counters.misses} misses, ${counters.evictions} evictions.`,
+    `From the 25 % mark to the end: RSS ${fmt(q.rss / MiB)} → ${fmt(last.rss / MiB)} MiB (${rssGrowth >= 0 ? '+' : ''}${fmt(rssGrowth)} MiB; min–max after 25 %: ${fmt(rssSpread.min)}–${fmt(rssSpread.max)} MiB), heap ${fmt(q.heap / MiB)} → ${fmt(last.heap / MiB)} MiB, open fds ${q.fds} → ${last.fds} (${fdGrowth >= 0 ? '+' : ''}${fdGrowth}; min–max ${fdSpread.min}–${fdSpread.max}). The bench process also holds the bench's own worker and sessions, unchanged during the soak.`,
+  ];
+  return {
+    title: `Soak (${soakSeconds} s, evictions happening)`,
+    rows: [
+      {
+        figure: 'soak', label: `soak: RSS growth from the 25 % mark to the end (${soakSeconds} s, small cache)`, model: ctx.modelName,
+        target: null, unit: 'MiB', value: { min: rssSpread.min - q.rss / MiB, median: rssGrowth, max: rssSpread.max - q.rss / MiB, n: tail.length },
+        detail: `${done} requests, ${counters.evictions} evictions, ${errors} errors; RSS ${fmt(q.rss / MiB)} → ${fmt(last.rss / MiB)} MiB`,
+      },
+      {
+        figure: 'soak', label: `soak: open file descriptors growth, 25 % mark to the end`, model: ctx.modelName,
+        target: { op: '<=', value: 0 }, unit: 'fds', value: { min: fdSpread.min - q.fds, median: fdGrowth, max: fdSpread.max - q.fds, n: tail.length },
+        detail: `${q.fds} → ${last.fds} open fds`,
+      },
+    ],
+    notes, data: { samples, done, errors, counters: { ...counters }, cacheMb },
+  };
+};
