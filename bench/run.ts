@@ -21,6 +21,8 @@ import { adapterOverhead, mixedBatch } from './figures/batch.js';
 import { cachePressure, residentMany } from './figures/cache.js';
 import { httpOverhead, soak } from './figures/http.js';
 import { coldLoad } from './figures/load.js';
+import { memoryPerAdapter } from './figures/memory.js';
+import { naiveMerged, sameAdapter } from './figures/naive.js';
 import { SHAPES } from './models.js';
 import { consoleTable, docsMarkdown, writeResults, type FigureResult, type RunInfo } from './report.js';
 
@@ -34,6 +36,9 @@ const FIGURES: Record<string, Figure> = {
   'cache-pressure': cachePressure,
   'cold-load': coldLoad,
   'http-overhead': httpOverhead,
+  'memory-per-adapter': memoryPerAdapter,
+  'naive-merged': naiveMerged,
+  'same-adapter': sameAdapter,
   soak,
 };
 
