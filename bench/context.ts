@@ -71,6 +71,9 @@ export class BenchContext {
     return (this.engineP ??= this.model().then((m) => startEngine(m.slottedDir, m.manifest)));
   }
 
+  /** Results figures share (e.g. the memory children's measurements), by key. */
+  readonly memo = new Map<string, unknown>();
+
   /** The synthetic tokenizer's [PAD] id (0: the specials come first in its vocabulary). */
   readonly padId = 0;
 

@@ -63,6 +63,13 @@ export interface AlternateOptions extends InterleaveOptions {
   runs: number;
   /** Items (rows) one run serves: a side's value is items ÷ its median run time in the round. */
   items: number;
+  /**
+   * Idle ms before each run (untimed). Sides on DIFFERENT ONNX sessions need it: after a run,
+   * a session's intra-op threads spin for a while waiting for more work, and on a small machine
+   * they steal the cores of whichever session runs next; without a pause, a side that always
+   * follows its own session would look faster than it is.
+   */
+  settleMs?: number;
 }
 
 /**
@@ -77,6 +84,7 @@ export async function alternate<K extends string>(sides: Record<K, () => Promise
     const times = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
     for (let i = 0; i < o.runs; i++) {
       for (const k of i % 2 ? [...keys].reverse() : keys) {
+        if (o.settleMs) await new Promise((r) => setTimeout(r, o.settleMs));
         const t0 = performance.now();
         await sides[k]();
         times[k].push((performance.now() - t0) / 1000);

@@ -163,3 +163,18 @@ export function docsMarkdown(info: RunInfo, figures: FigureResult[], method: str
     ...figures.flatMap((f) => [`### ${f.title}`, '', ...f.notes.map((n) => `- ${n}`), '']),
   ].join('\n');
 }
+
+/**
+ * The note a missed row gets: the miss with its numbers, whether the target lies inside the
+ * spread of this run (then noise can explain it), and `why`: what limits it and what would fix
+ * it. Null when the row meets its target (or has none).
+ */
+export function missNote(r: Row, why: string): string | null {
+  if (passes(r) !== false || !r.target) return null;
+  const { min, median, max } = r.value;
+  const inside = r.target.op === '>=' ? max >= r.target.value : min <= r.target.value;
+  const noise = inside
+    ? ` The target lies inside this run's spread [${fmt(min)}–${fmt(max)}]: repeats disagreed by more than the miss, so rerun (--only ${r.figure} --reps 9) before treating it as real.`
+    : '';
+  return `**Missed:** ${r.label}: ${fmt(median)}${unitAfter(r.unit)}, target ${targetText(r)}.${noise} ${why}`;
+}

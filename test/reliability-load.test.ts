@@ -65,9 +65,8 @@ function assertSame(got: Pred, want: Pred, what: string): void {
  * Fails today: under cache pressure a pending load (an lru-cache fetch placeholder) is evicted
  * and its waiters get a 500 (see reliability-faults.test.ts, "cache misses racing evictions").
  */
-const TODO = 'cache.ts: pending lru-cache fetches evicted under pressure reject with Error("evicted") → some 500s';
 
-test('mixed workload over 24 adapters, cache for ~6, small queue, uploads and deletes beside it', { todo: TODO }, async (ctx) => {
+test('mixed workload over 24 adapters, cache for ~6, small queue, uploads and deletes beside it', async (ctx) => {
   const cache = t.s.services.cache;
   const maxBytes = cache.maxBytes;
   // The working set really is bigger than the cache.

@@ -61,11 +61,11 @@ export const naiveMerged: Figure = async (ctx) => {
 
   // --- Throughput under Zipf s = 1 with the same memory: ours = the slotted base + all n adapters
   // cached; theirs = as many merged sessions as fit in those bytes (at least one), LRU.
-  const budget = sess.slottedRss + n * ours[0]!.weightBytes;
+  const budget = sess.slottedRss + n * spread(oursPer).median;
   const capacity = Math.max(1, Math.floor(budget / spread(sess.mergedRss).median));
   const oursStack = makeStack({ store, manifest: m.manifest, engine, padId: ctx.padId, cacheBytes: 2 ** 40, ids: ids.slice(0, n) });
   const merged = new MergedModelServer({ paths, capacity, maxBatchRows: BATCH.maxBatchRows, padId: ctx.padId });
-  const rows = mode === 'full' ? 48 : 32;
+  const rows = mode === 'full' ? 40 : 24;
   const work = (round: number) => makeWorkload({ adapters: n, zipfS: 1, count: rows, minTokens, maxTokens, vocab: m.shape.vocab, seed: seed + 300 + round });
   const thrReps = mode === 'full' ? 3 : 2;
   let thr;
@@ -78,7 +78,7 @@ export const naiveMerged: Figure = async (ctx) => {
     await merged.close();
   }
   const thrRatio = spread(ratios(thr.ours, thr.theirs));
-  notes.push(`Throughput: Zipf s = 1 over ${n} adapters, ${rows} single-row requests per repeat (closed loop, ${CONCURRENCY} in flight), ${thrReps} interleaved repeats, both starting cold. Memory budget = ours (slotted base ${fmt(sess.slottedRss / MiB)} MiB + ${n} adapters ${fmt((n * ours[0]!.weightBytes) / MiB)} MiB) = ${fmt(budget / MiB)} MiB → ${capacity} merged session(s) fit. The merged server groups rows by adapter (a session serves one adapter) and reopened sessions ${merged.loads} times (${fmt(merged.loadSeconds)} s of ${fmt(rows * thrReps / spread(thr.theirs).median)} s). Ours ${fmt(spread(thr.ours).median)} rows/s, merged ${fmt(spread(thr.theirs).median)} rows/s.`);
+  notes.push(`Throughput: Zipf s = 1 over ${n} adapters, ${rows} single-row requests per repeat (closed loop, ${CONCURRENCY} in flight), ${thrReps} interleaved repeats, both starting cold. Memory budget = ours (slotted base ${fmt(sess.slottedRss / MiB)} MiB + ${n} cached adapters ${fmt((n * spread(oursPer).median) / MiB)} MiB, RSS) = ${fmt(budget / MiB)} MiB → ${capacity} merged session(s) fit. The merged server groups rows by adapter (a session serves one adapter) and reopened sessions ${merged.loads} times (${fmt(merged.loadSeconds)} s of ${fmt(rows * thrReps / spread(thr.theirs).median)} s). Ours ${fmt(spread(thr.ours).median)} rows/s, merged ${fmt(spread(thr.theirs).median)} rows/s.`);
 
   return {
     title: 'Naive baseline: one merged model per adapter',

@@ -46,6 +46,10 @@ export class AdapterCache {
   private readonly pinned = new Map<string, AdapterWeights>();
   private readonly pinnedIds: Set<string>;
   private readonly inUse = new Map<string, InUse>();
+  /** Loads in progress: N concurrent misses of one id share one load. */
+  private readonly loading = new Map<string, Promise<AdapterWeights>>();
+  /** Bumped by invalidate(): a load that started before it is not cached after it. */
+  private readonly generation = new Map<string, number>();
 
   constructor(private readonly opts: AdapterCacheOptions) {
     if (!(opts.maxBytes > 0)) throw new AppError('INVALID_CONFIG', 'cache size must be positive');
@@ -59,7 +63,6 @@ export class AdapterCache {
           opts.events?.onEvict?.(id);
         }
       },
-      fetchMethod: async (id) => this.loadOne(id),
     });
   }
 
@@ -114,16 +117,33 @@ export class AdapterCache {
       if (busy.weights.bytes <= this.opts.maxBytes) this.lru.set(id, busy.weights);
       return busy.weights;
     }
-    const status: LRUCache.Status<string, AdapterWeights> = {};
-    const w = await this.lru.fetch(id, { status });
-    if (status.fetch === 'hit') this.counters.hits++;
-    else this.counters.misses++;
-    if (!w) throw new AppError('ADAPTER_LOAD_FAILED', `adapter "${id}" could not be loaded`);
-    return w;
+    const cached = this.lru.get(id);
+    if (cached) { this.counters.hits++; return cached; }
+    this.counters.misses++;
+    // Not lru-cache's fetch(): its pending entries can be evicted or deleted mid-load, which
+    // rejects every waiter. Here a load always completes for its waiters; invalidate() only
+    // stops a stale result from entering the cache.
+    let pending = this.loading.get(id);
+    if (!pending) {
+      const gen = this.generation.get(id) ?? 0;
+      const p: Promise<AdapterWeights> = this.loadOne(id)
+        .then((w) => {
+          if ((this.generation.get(id) ?? 0) === gen) this.lru.set(id, w);
+          return w;
+        })
+        .finally(() => {
+          if (this.loading.get(id) === p) this.loading.delete(id);
+        });
+      pending = p;
+      this.loading.set(id, p);
+    }
+    return pending;
   }
 
   /** Drops an adapter (replaced or deleted); running batches keep the version they hold. */
   invalidate(id: string): void {
+    this.generation.set(id, (this.generation.get(id) ?? 0) + 1);
+    this.loading.delete(id);
     this.lru.delete(id);
     this.pinned.delete(id);
     this.inUse.delete(id);

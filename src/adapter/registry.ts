@@ -17,6 +17,8 @@ export class AdapterRegistry {
   private readonly infos = new Map<string, AdapterInfo>();
   /** Adapters found on disk but refused at the start-up scan, with the reason. */
   readonly broken = new Map<string, string>();
+  /** Per-id chain: store write + re-read + listing update happen as one step per id. */
+  private readonly chains = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly store: AdapterStore,
@@ -79,6 +81,10 @@ export class AdapterRegistry {
    */
   async upload(idRaw: string, files: StoredAdapterFiles): Promise<{ created: boolean; info: AdapterInfo }> {
     const id = validateAdapterId(idRaw);
+    return this.serial(id, () => this.uploadNow(id, files));
+  }
+
+  private async uploadNow(id: string, files: StoredAdapterFiles): Promise<{ created: boolean; info: AdapterInfo }> {
     const { created } = await this.store.put(id, files, (f) => {
       const w = this.loader.validate(id, f);
       if (w.bytes > this.cache.maxBytes && !this.cache.isPinned(id)) {
@@ -97,6 +103,22 @@ export class AdapterRegistry {
   /** Deletes from disk; later requests get 404, running batches finish. */
   async remove(idRaw: string): Promise<void> {
     const id = validateAdapterId(idRaw);
+    return this.serial(id, () => this.removeNow(id));
+  }
+
+  /** Runs `fn` after every earlier upload/remove of the same id has settled. */
+  private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.chains.set(id, tail);
+    void tail.then(() => {
+      if (this.chains.get(id) === tail) this.chains.delete(id);
+    });
+    return next;
+  }
+
+  private async removeNow(id: string): Promise<void> {
     if (!this.infos.has(id) && !this.broken.has(id)) throw notFound(id);
     this.infos.delete(id);
     this.broken.delete(id);

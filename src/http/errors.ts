@@ -12,7 +12,14 @@ const clip = (s: string, n = 200) => (s.length > n ? `${s.slice(0, n)}…` : s);
 
 /** Maps body-parser's errors onto the catalog; other errors pass through unchanged. */
 export function fromBodyParser(e: unknown): unknown {
-  if (!isBodyParserError(e)) return e;
+  if (e instanceof AppError) return e;
+  if (!isBodyParserError(e)) {
+    // Client mistakes reported without a body-parser type: the router's "Failed to decode
+    // param" (a malformed %-escape in the path), a corrupt gzip/deflate body.
+    const st = (e as { status?: unknown; statusCode?: unknown } | null)?.status ?? (e as { statusCode?: unknown } | null)?.statusCode;
+    if (e instanceof Error && typeof st === 'number' && st >= 400 && st < 500) return new AppError('BAD_REQUEST', clip(e.message));
+    return e;
+  }
   switch (e.type) {
     case 'entity.too.large': {
       const limit = typeof e.limit === 'number' ? e.limit : NaN;

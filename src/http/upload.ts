@@ -99,7 +99,7 @@ export function readAdapterUpload(req: Request, limits: UploadLimits): Promise<S
       if (PICKLE_NAME.test(info.filename ?? '')) { stream.resume(); return fail(new AppError('INVALID_UPLOAD', `part "${part}" is named "${(info.filename ?? '').slice(0, 64)}": ${ONLY_SAFETENSORS}`)); }
       files.set(part, Buffer.alloc(0)); // claimed; filled on end
       open++;
-      const chunks: Buffer[] = [];
+      const body = new BlockBuffer();
       let size = 0;
       stream.on('data', (c: Buffer) => {
         if (settled) return;
@@ -107,13 +107,13 @@ export function readAdapterUpload(req: Request, limits: UploadLimits): Promise<S
         total += c.length;
         if (size > maxBytes) return fail(tooLarge(`part "${part}" is over ${maxBytes} bytes`));
         if (total > maxBytes) return fail(tooLarge(`the files together are over ${maxBytes} bytes`));
-        chunks.push(c);
+        body.append(c);
       });
       stream.on('limit', () => fail(tooLarge(`part "${part}" is over ${maxBytes} bytes`)));
       stream.on('end', () => {
         open--;
         if (settled) return;
-        files.set(part, Buffer.concat(chunks, size));
+        files.set(part, body.toBuffer());
         finish();
       });
     });
@@ -139,4 +139,35 @@ export function readAdapterUpload(req: Request, limits: UploadLimits): Promise<S
     req.on('error', () => fail(new AppError('BAD_REQUEST', 'the upload connection failed')));
     req.pipe(bb);
   });
+}
+
+/**
+ * Collects a part's bytes into 64 KiB blocks. Keeping each incoming chunk as its own Buffer
+ * would let a client sending many tiny chunks make the server hold several times the cap in
+ * per-Buffer overhead.
+ */
+class BlockBuffer {
+  private static readonly BLOCK = 64 * 1024;
+  private readonly blocks: Buffer[] = [];
+  private cur = Buffer.allocUnsafe(BlockBuffer.BLOCK);
+  private used = 0;
+
+  append(c: Buffer): void {
+    let off = 0;
+    while (off < c.length) {
+      if (this.used === this.cur.length) {
+        this.blocks.push(this.cur);
+        this.cur = Buffer.allocUnsafe(BlockBuffer.BLOCK);
+        this.used = 0;
+      }
+      const n = Math.min(c.length - off, this.cur.length - this.used);
+      c.copy(this.cur, this.used, off, off + n);
+      this.used += n;
+      off += n;
+    }
+  }
+
+  toBuffer(): Buffer {
+    return Buffer.concat([...this.blocks, this.cur.subarray(0, this.used)]);
+  }
 }
