@@ -178,6 +178,12 @@ export const soak: Figure = async (ctx) => {
   const q = at(0.25);
   const last = samples[samples.length - 1]!;
   const rssGrowth = (last.rss - q.rss) / MiB;
+  // RSS rises and falls with garbage collection (each load leaves a file Buffer behind until the
+  // next GC); a leak raises the floor. Floor = lowest RSS in the second and in the last quarter.
+  const floorOf = (a: number, b: number) => Math.min(...samples.filter((x) => x.t >= a * soakSeconds && x.t <= b * soakSeconds).map((x) => x.rss)) / MiB;
+  const floor2 = floorOf(0.25, 0.5);
+  const floor4 = floorOf(0.75, 1);
+  const abMax = Math.max(...samples.map((x) => x.arrayBuffers)) / MiB;
   const fdGrowth = last.fds - q.fds;
   // Spread of RSS over the second half: how much it moves anyway.
   const tail = samples.filter((x) => x.t >= 0.25 * soakSeconds).map((x) => x.rss / MiB);
@@ -186,14 +192,15 @@ export const soak: Figure = async (ctx) => {
   const notes = [
     `${soakSeconds} s through startServer (synthetic model, HTTP /v1/predict, ${2 * ctx.s.batchRows} clients in a closed loop), Zipf s = 1 over ${n} adapters with a cache of ${fmt(cacheMb)} MiB (~${cacheAdapters} adapters): ${done} requests, ${errors} errors, ${counters.misses} misses, ${counters.evictions} evictions.`,
     `From the 25 % mark to the end: RSS ${fmt(q.rss / MiB)} → ${fmt(last.rss / MiB)} MiB (${rssGrowth >= 0 ? '+' : ''}${fmt(rssGrowth)} MiB; min–max after 25 %: ${fmt(rssSpread.min)}–${fmt(rssSpread.max)} MiB), heap ${fmt(q.heap / MiB)} → ${fmt(last.heap / MiB)} MiB, open fds ${q.fds} → ${last.fds} (${fdGrowth >= 0 ? '+' : ''}${fdGrowth}; min–max ${fdSpread.min}–${fdSpread.max}). The bench process also holds the bench's own worker and sessions, unchanged during the soak.`,
+    `RSS moves with garbage collection: arrayBuffers reached ${fmt(abMax)} MiB between collections (every miss reads a ~${fmt((cacheMb * MiB) / cacheAdapters / 1024)} KiB file into a Buffer that lives until the next GC) while RSS stayed within ${fmt(rssSpread.max - rssSpread.min)} MiB, because freed blocks are reused. The post-GC floor (lowest RSS in the second quarter vs the last quarter) moved ${floor4 - floor2 >= 0 ? '+' : ''}${fmt(floor4 - floor2)} MiB (${fmt(floor2)} → ${fmt(floor4)} MiB): ${Math.abs(floor4 - floor2) < 16 ? 'no sign of a leak' : 'check for a leak with a longer --soak-seconds'}.`,
   ];
   return {
     title: `Soak (${soakSeconds} s, evictions happening)`,
     rows: [
       {
-        figure: 'soak', label: `soak: RSS growth from the 25 % mark to the end (${soakSeconds} s, small cache)`, model: ctx.modelName,
-        target: null, unit: 'MiB', value: { min: rssSpread.min - q.rss / MiB, median: rssGrowth, max: rssSpread.max - q.rss / MiB, n: tail.length },
-        detail: `${done} requests, ${counters.evictions} evictions, ${errors} errors; RSS ${fmt(q.rss / MiB)} → ${fmt(last.rss / MiB)} MiB`,
+        figure: 'soak', label: `soak: RSS growth, 25 % mark → end (${soakSeconds} s, small cache; post-GC floor)`, model: ctx.modelName,
+        target: null, unit: 'MiB', value: { min: rssSpread.min - floor2, median: floor4 - floor2, max: rssSpread.max - floor2, n: tail.length },
+        detail: `${done} requests, ${counters.evictions} evictions, ${errors} errors; RSS at the marks ${fmt(q.rss / MiB)} → ${fmt(last.rss / MiB)} MiB (${rssGrowth >= 0 ? '+' : ''}${fmt(rssGrowth)}), floor ${fmt(floor2)} → ${fmt(floor4)} MiB`,
       },
       {
         figure: 'soak', label: `soak: open file descriptors growth, 25 % mark to the end`, model: ctx.modelName,
