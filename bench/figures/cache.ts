@@ -9,9 +9,9 @@ import { BATCH, closedLoop, makeStack } from '../stack.js';
 import { makeWorkload, Zipf } from '../workload.js';
 
 /** Single-row requests per measurement (closed loop): short, so that many alternations fit. */
-const ROWS = 24;
-/** Measured repeats for `reps` in the settings: short measurements, so twice as many plus one. */
-const roundsFor = (reps: number) => 2 * reps + 1;
+const ROWS = 32;
+/** Measured repeats for `reps` in the settings: short, noisy measurements, so four times as many plus one. */
+const roundsFor = (reps: number) => 4 * reps + 1;
 /** Requests in flight: two batches, so the next batch is queued while one runs. */
 const CONCURRENCY = 2 * BATCH.maxBatchRows;
 
