@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ADAPTER_ID_PATTERN, validateAdapterId } from '../src/adapter/adapter-id.js';
 import { AdapterStore, CONFIG_FILE, DELETING_MARKER, META_FILE, MODEL_FILE, writeFileDurable, type AdapterStoreOptions, type StoredAdapterFiles } from '../src/adapter/store.js';
 import { isAppError, type ErrorCode } from '../src/errors.js';
+import { mulberry32 } from '../bench/synthetic-bert.js'; // seeded: the kill moments are the same on every run
 import { checkVersionFiles, versionFiles } from './helpers/crash-put.js';
 
 const roots: string[] = [];
@@ -352,14 +353,3 @@ function runAndKill(script: string, args: string[], delayMs: number): Promise<nu
   });
 }
 
-/** Small seeded PRNG so the kill moments are the same on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -147,7 +147,7 @@ export class AdapterCache {
     this.lru.delete(id);
     this.pinned.delete(id);
     this.inUse.delete(id);
-    if (this.pinnedIds.has(id)) this.pinnedIds.delete(id);
+    this.pinnedIds.delete(id);
   }
 
   /** Re-pins an adapter after an upload replaced it. */

@@ -51,7 +51,7 @@ export class AdapterLoader {
   /** Full validation of uploaded bytes: config, every tensor, mapping to slots. Returns the ready weights. */
   validate(id: string, files: StoredAdapterFiles, version = 'upload'): AdapterWeights {
     const cfg = this.parseConfig(files.config);
-    const { tensors } = readSafetensors(new Uint8Array(files.model.buffer, files.model.byteOffset, files.model.byteLength), this.opts.safetensors);
+    const { tensors } = readSafetensors(files.model, this.opts.safetensors);
     return mapAdapterToSlots(id, version, this.manifest, cfg, tensors, this.opts);
   }
 

@@ -3,15 +3,12 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../../src/config.js';
 import { startServer, type RunningServer, type StartOptions } from '../../src/serve.js';
+import { DEMO_ADAPTER_IDS, DEMO_ADAPTERS as ADAPTERS_DIR, DEMO_MODEL_DIR as MODEL_DIR, ROOT } from './demo.js';
 
-/** The repository root (this file runs from dist/test/helpers/). */
-export const ROOT = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
-export const MODEL_DIR = path.join(ROOT, 'models', 'demo');
-export const ADAPTERS_DIR = path.join(ROOT, 'adapters');
-export const DEMO_ADAPTERS = ['spam', 'lang', 'topic', 'es-topic'] as const;
+export { ADAPTERS_DIR, MODEL_DIR, ROOT };
+export const DEMO_ADAPTERS = DEMO_ADAPTER_IDS;
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
 type Overrides = Partial<Record<keyof Config, string | number | boolean>>;
@@ -22,8 +19,8 @@ export function testConfig(adaptersDir: string, overrides: Overrides = {}): Conf
 }
 
 /** A temp copy of the committed adapters, so tests never modify the repository. */
-export async function copyAdapters(): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'adapterhost-http-'));
+export async function copyAdapters(prefix = 'http'): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `adapterhost-${prefix}-`));
   await cp(ADAPTERS_DIR, dir, { recursive: true });
   return dir;
 }
@@ -32,19 +29,27 @@ export interface TestServer {
   s: RunningServer;
   url: string;
   dir: string;
+  /** Closes the server (once); removes the store dir when this helper made it. */
   stop(): Promise<void>;
 }
 
-/** Starts the real app on a copy of the adapters; waits for readiness unless told not to. */
-export async function startTestServer(overrides: Overrides = {}, opts: StartOptions & { waitReady?: boolean } = {}): Promise<TestServer> {
-  const dir = await copyAdapters();
+/**
+ * Starts the real app over `opts.dir` (default: a fresh copy of the adapters); waits for
+ * readiness unless told not to.
+ */
+export async function startTestServer(overrides: Overrides = {}, opts: StartOptions & { waitReady?: boolean; dir?: string } = {}): Promise<TestServer> {
+  const own = opts.dir === undefined;
+  const dir = opts.dir ?? (await copyAdapters());
   const s = await startServer(testConfig(dir, overrides), opts);
   if (opts.waitReady !== false) await s.ready;
+  let stopped = false;
   return {
     s, url: s.url, dir,
     async stop() {
+      if (stopped) return;
+      stopped = true;
       await s.close();
-      await rm(dir, { recursive: true, force: true });
+      if (own) await rm(dir, { recursive: true, force: true });
     },
   };
 }

@@ -5,21 +5,18 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cp, lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { loadConfig, type Config } from '../../src/config.js';
+import type { Config } from '../../src/config.js';
 import { readSafetensors, writeSafetensors, type SafetensorsDType } from '../../src/adapter/safetensors.js';
-import { startServer, type RunningServer, type StartOptions } from '../../src/serve.js';
+import type { StartOptions } from '../../src/serve.js';
+import { mulberry32 } from '../../bench/synthetic-bert.js';
+import { ADAPTERS_DIR as REPO_ADAPTERS, copyAdapters, MODEL_DIR, ROOT, startTestServer, testConfig, type TestServer } from './http-harness.js';
 
-/** The repository root (this file runs from dist/test/helpers/). */
-export const ROOT = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
-export const MODEL_DIR = path.join(ROOT, 'models', 'demo');
-export const REPO_ADAPTERS = path.join(ROOT, 'adapters');
+export { MODEL_DIR, REPO_ADAPTERS, ROOT };
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli.js');
 export const DEMO_IDS = ['spam', 'lang', 'topic', 'es-topic'] as const;
 export type DemoId = (typeof DEMO_IDS)[number];
@@ -31,16 +28,7 @@ type Overrides = Partial<Record<keyof Config, string | number | boolean>>;
 export const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 
 /** A seeded PRNG (mulberry32): same seed, same run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -55,41 +43,16 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 10_00
 // ---------------------------------------------------------------------------------------
 // Servers
 
-export function relConfig(adaptersDir: string, overrides: Overrides = {}): Config {
-  return loadConfig([], {}, { modelDir: MODEL_DIR, adaptersDir, port: 0, host: '127.0.0.1', logLevel: 'silent', threads: 1, ...overrides });
-}
+export const relConfig: (adaptersDir: string, overrides?: Overrides) => Config = testConfig;
 
 /** A temp dir holding a copy of the committed adapters (the repository's adapters/ is never touched). */
-export async function tempStore(prefix = 'rel'): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), `adapterhost-${prefix}-`));
-  await cp(REPO_ADAPTERS, dir, { recursive: true });
-  return dir;
-}
+export const tempStore = (prefix = 'rel'): Promise<string> => copyAdapters(prefix);
 
-export interface RelServer {
-  s: RunningServer;
-  url: string;
-  dir: string;
-  /** Closes the server; removes the store dir when this helper made it. */
-  stop(): Promise<void>;
-}
+export type RelServer = TestServer;
 
 /** The real app, in process, on port 0, over `dir` (default: a fresh copy of adapters/). */
-export async function startRel(overrides: Overrides = {}, opts: { dir?: string; start?: StartOptions } = {}): Promise<RelServer> {
-  const own = opts.dir === undefined;
-  const dir = opts.dir ?? (await tempStore());
-  const s = await startServer(relConfig(dir, overrides), opts.start ?? {});
-  await s.ready;
-  let stopped = false;
-  return {
-    s, url: s.url, dir,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await s.close();
-      if (own) await rm(dir, { recursive: true, force: true });
-    },
-  };
+export function startRel(overrides: Overrides = {}, opts: { dir?: string; start?: StartOptions } = {}): Promise<RelServer> {
+  return startTestServer(overrides, { ...(opts.start ?? {}), ...(opts.dir === undefined ? {} : { dir: opts.dir }) });
 }
 
 export interface ChildServer {
