@@ -27,6 +27,7 @@ export const ERROR_CATALOG = {
   NO_CLASSIFICATION_HEAD: 422,
   ADAPTER_TOO_LARGE: 422,
   QUEUE_FULL: 429,
+  TOO_MANY_UPLOADS: 429,
   INTERNAL: 500,
   ADAPTER_LOAD_FAILED: 500,
   NOT_READY: 503,
@@ -35,6 +36,32 @@ export const ERROR_CATALOG = {
   INVALID_MODEL: 1,
   INVALID_CONFIG: 1,
 } as const;
+
+/** Most characters of client input one message repeats ({@link clip}, {@link echo}). */
+export const ECHO_CHARS = 80;
+/** Longest message an AppError carries; past it the message is cut (a safety net behind {@link clip}). */
+export const MAX_MESSAGE_CHARS = 4096;
+/** Most problems {@link throwIfProblems} lists in a message; the rest are counted. */
+export const MAX_LISTED_PROBLEMS = 32;
+
+/** `s` cut to `max` characters, with `…` when something was cut. Use it on every piece of client input a message repeats. */
+export function clip(s: string, max = ECHO_CHARS): string {
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+/**
+ * A short, JSON-escaped rendering of an untrusted value for a message: at most `max`
+ * characters of it, never a stack overflow on deeply nested values.
+ */
+export function echo(v: unknown, max = ECHO_CHARS): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = Array.isArray(v) ? `(an array of ${v.length})` : `(a ${typeof v})`;
+  }
+  return clip(s, max);
+}
 
 /** A code from the catalog. */
 export type ErrorCode = keyof typeof ERROR_CATALOG;
@@ -48,7 +75,8 @@ export class AppError extends Error {
   readonly headers: Readonly<Record<string, string>>;
 
   constructor(code: ErrorCode, message: string, opts: { problems?: readonly string[]; headers?: Record<string, string>; cause?: unknown } = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    // Messages can carry client input: whatever a caller forgot to clip, the response stays small.
+    super(message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}… (${message.length - MAX_MESSAGE_CHARS} more characters)` : message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'AppError';
     this.code = code;
     this.problems = opts.problems ?? [];
@@ -62,10 +90,12 @@ export class AppError extends Error {
   }
 }
 
-/** Throws one AppError listing every problem, when there are any. */
+/** Throws one AppError listing every problem (the first {@link MAX_LISTED_PROBLEMS} in its message), when there are any. */
 export function throwIfProblems(code: ErrorCode, what: string, problems: readonly string[]): void {
   if (problems.length === 0) return;
-  const list = problems.length === 1 ? problems[0] : problems.map((p, i) => `(${i + 1}) ${p}`).join('; ');
+  const listed = problems.slice(0, MAX_LISTED_PROBLEMS).map((p, i) => `(${i + 1}) ${p}`);
+  if (problems.length > MAX_LISTED_PROBLEMS) listed.push(`… and ${problems.length - MAX_LISTED_PROBLEMS} more`);
+  const list = problems.length === 1 ? problems[0] : listed.join('; ');
   throw new AppError(code, `${what}: ${list}`, { problems });
 }
 
