@@ -26,7 +26,40 @@ export interface HeadSlot {
   output: string;
 }
 
-export type ModelTask = 'sequence-classification' | 'feature-extraction';
+export type ModelTask = 'sequence-classification' | 'feature-extraction' | 'text-generation';
+
+/**
+ * What serving a decoder needs beyond the encoder's manifest: the KV-cache layout of the
+ * graph (optimum's `text-generation-with-past`: one graph for prefill and decode) and the
+ * tokenizer's special tokens.
+ */
+export interface GenerationSpec {
+  /** Graph input with each new token's position, `[batch, seq]`. */
+  positionIds: string;
+  /** Graph output with the next-token logits, `[batch, seq, vocab]`. */
+  logits: string;
+  /** Per layer: inputs `past_key_values.{i}.key|value` and outputs `present.{i}.key|value`, `[batch, kv_heads, len, head_dim]`. */
+  pastKeys: string[];
+  pastValues: string[];
+  presentKeys: string[];
+  presentValues: string[];
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  /** Element type of the KV cache (the graph's past inputs). */
+  kvDtype: 'float32';
+  vocabSize: number;
+  /** Most positions (prompt + generated tokens) a sequence may have. */
+  maxPositions: number;
+  bosId: number | null;
+  /** Tokens that end generation (the tokenizer's eos, and the chat template's end-of-turn token). */
+  eosIds: number[];
+  padId: number;
+  /** The Jinja chat template from tokenizer_config.json, if the model has one. */
+  chatTemplate: string | null;
+  bosToken: string | null;
+  eosToken: string | null;
+}
 
 /** `model.json`: what `prepare` wrote next to the slotted `model.onnx`. */
 export interface ModelManifest {
@@ -52,6 +85,8 @@ export interface ModelManifest {
   heads: HeadSlot[];
   /** Bytes of the base model's weights (the ONNX file). */
   baseBytes: number;
+  /** Present for `text-generation` bases only. */
+  generation?: GenerationSpec;
 }
 
 const posInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
@@ -74,6 +109,17 @@ export async function loadManifest(dir: string): Promise<ModelManifest> {
   }
   if (!Array.isArray(m?.loraSlots)) problems.push('loraSlots must be an array');
   if (!Array.isArray(m?.heads)) problems.push('heads must be an array');
+  if (m?.task === 'text-generation') {
+    const g = m.generation;
+    if (!g) problems.push('a text-generation manifest needs a "generation" section (run prepare again)');
+    else {
+      for (const k of ['layers', 'kvHeads', 'headDim', 'vocabSize', 'maxPositions'] as const) if (!posInt(g[k])) problems.push(`generation.${k} must be a positive integer`);
+      for (const k of ['pastKeys', 'pastValues', 'presentKeys', 'presentValues'] as const) {
+        if (!Array.isArray(g[k]) || g[k].length !== g.layers) problems.push(`generation.${k} must list one name per layer`);
+      }
+      if (!Array.isArray(g.eosIds) || g.eosIds.length === 0) problems.push('generation.eosIds must name at least one token');
+    }
+  }
   throwIfProblems('INVALID_MODEL', `invalid model manifest ${file}`, problems);
   return { ...m, aliases: m.aliases ?? [] };
 }

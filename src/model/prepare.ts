@@ -1,7 +1,8 @@
 import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError, throwIfProblems } from '../errors.js';
-import type { HeadSlot, LoraSlot, ModelManifest, ModelTask } from './manifest.js';
+import { DECODER_PROJECTIONS, readDecoderLayout, readSpecialTokens } from './decoder-layout.js';
+import type { GenerationSpec, HeadSlot, LoraSlot, ModelManifest, ModelTask } from './manifest.js';
 import {
   decodeModel, defaultOpset, ELEM_FLOAT, ELEM_INT64, encodeModel, floatAttr, intAttr, makeInput,
   makeInt64Initializer, makeNode, toNumber, type GraphProto, type NodeProto,
@@ -13,7 +14,8 @@ export interface PrepareOptions {
   modelPath: string;
   /** Hugging Face tokenizer.json, copied next to the model. */
   tokenizerPath: string;
-  /** PEFT `target_modules` semantics: a module matches when its path equals a key or ends with "." + key. */
+  /** PEFT `target_modules` semantics: a module matches when its path equals a key or ends with "." + key.
+   * Empty for a decoder: every projection of its attention and MLP blocks ({@link DECODER_PROJECTIONS}) that the graph has. */
   targets: string[];
   /** `modules_to_save` heads that become per-adapter weight slots (e.g. `classifier`). */
   heads: string[];
@@ -137,7 +139,9 @@ function dropUnusedInitializers(graph: GraphProto): void {
 export async function prepareModel(opts: PrepareOptions): Promise<ModelManifest> {
   const problems: string[] = [];
   if (!Number.isInteger(opts.maxRank) || opts.maxRank < 1 || opts.maxRank > 1024) problems.push('max rank must be an integer from 1 to 1024');
-  if (opts.targets.length === 0) problems.push('at least one target module is required');
+  const decoder = opts.task === 'text-generation';
+  if (opts.targets.length === 0 && !decoder) problems.push('at least one target module is required');
+  if (decoder && opts.heads.length > 0) problems.push(`a text-generation base has no head slots (got --heads ${opts.heads.join(',')}): decoder adapters may not carry modules_to_save`);
   throwIfProblems('INVALID_MODEL', 'prepare', problems);
 
   let bytes: Buffer;
@@ -159,6 +163,15 @@ export async function prepareModel(opts: PrepareOptions): Promise<ModelManifest>
   if (graph.input.some((i) => i.name === ADAPTER_INDEX_INPUT)) throw new AppError('INVALID_MODEL', `${opts.modelPath} already has an "${ADAPTER_INDEX_INPUT}" input: it was prepared before`);
 
   const inits = new Map(graph.initializer.map((t) => [t.name ?? '', (t.dims ?? []).map(toNumber)] as const));
+  let layout: ReturnType<typeof readDecoderLayout> = null;
+  if (decoder) {
+    layout = readDecoderLayout(graph, problems);
+    if (opts.targets.length === 0) {
+      const present = new Set((graph.node as NodeProto[]).map(modulePathOfNode).filter((m): m is string => m !== null).map((m) => m.split('.').pop()!));
+      opts = { ...opts, targets: DECODER_PROJECTIONS.filter((t) => present.has(t)) };
+      if (opts.targets.length === 0) problems.push(`no linear layer named after a Llama projection (${DECODER_PROJECTIONS.join(', ')}) was found: pass --targets`);
+    }
+  }
   const loraTargets: LinearInfo[] = [];
   const headTargets: LinearInfo[] = [];
   const seenTarget = new Set<string>();
@@ -183,6 +196,8 @@ export async function prepareModel(opts: PrepareOptions): Promise<ModelManifest>
   for (const h of opts.heads) if (!seenHead.has(h)) problems.push(`head "${h}" matches no Gemm layer in the model`);
   const inputNames = new Set(graph.input.map((i) => i.name));
   for (const need of ['input_ids', 'attention_mask']) if (!inputNames.has(need)) problems.push(`model has no "${need}" input`);
+  if (!decoder && [...inputNames].some((n) => n?.startsWith('past_key_values.'))) problems.push('the model has past_key_values inputs: it is a decoder, prepare it with --task text-generation');
+  const special = decoder ? await readSpecialTokens(opts.tokenizerPath, problems) : null;
   throwIfProblems('INVALID_MODEL', `cannot prepare ${opts.modelPath}`, problems);
 
   const loraSlots: LoraSlot[] = [];
@@ -202,6 +217,11 @@ export async function prepareModel(opts: PrepareOptions): Promise<ModelManifest>
   const modelFile = path.join(opts.outDir, 'model.onnx');
   await writeFile(modelFile, encodeModel(model));
   await copyFile(opts.tokenizerPath, path.join(opts.outDir, 'tokenizer.json'));
+  for (const extra of ['tokenizer_config.json', 'generation_config.json']) {
+    const from = path.join(path.dirname(opts.tokenizerPath), extra);
+    if (decoder && (await stat(from).catch(() => null))) await copyFile(from, path.join(opts.outDir, extra));
+  }
+  const generation: GenerationSpec | undefined = layout && special ? { ...layout, ...special, maxPositions: opts.maxLength } : undefined;
   const manifest: ModelManifest = {
     format: 'adapterhost.model/v1',
     baseModel: opts.baseModel,
@@ -223,6 +243,7 @@ export async function prepareModel(opts: PrepareOptions): Promise<ModelManifest>
     loraSlots,
     heads,
     baseBytes: (await stat(modelFile)).size,
+    ...(generation ? { generation } : {}),
   };
   await writeFile(path.join(opts.outDir, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;

@@ -1,0 +1,217 @@
+"""Train the three generative LoRA adapters on the frozen demo decoder, write them in PEFT's
+format (adapter_config.json + adapter_model.safetensors + README.md model card), and write the
+PyTorch golden file the TypeScript engine tests compare against.
+
+usage: python3 factory/decoder/adapters.py <build dir> <repo root>
+The base comes from <build>/base.pt, or with REUSE_BASE=1 from the committed slotted model
+(models/demo-llm/model.onnx). Seeded; THREADS may be set in the environment."""
+import json, math, os, random, struct, sys, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(__file__))
+from llama import CFG, PROJ, LlamaForCausalLM
+from onnx_io import load_base_from_onnx
+
+BUILD, ROOT = sys.argv[1], sys.argv[2]
+SEED = 2468
+BASE_NAME = "adapterhost-demo-llama"
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+T0 = time.time()
+ADAPTERS_DIR = os.path.join(ROOT, "adapters-llm")
+
+ADAPTERS = [
+    # all seven projections, one rank
+    dict(id="summarize", targets=PROJ, r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={},
+         steps=int(os.environ.get("STEPS_SUMMARIZE", "500")), lr=2e-3,
+         task="English long package description → its one-line English short description",
+         card_input="a Debian package's English long description", card_output="its English short description"),
+    # all seven projections, smaller rank on the MLP (rank_pattern / alpha_pattern)
+    dict(id="translate-it", targets=PROJ, r=16, alpha=32, rslora=False,
+         rank_pattern={"gate_proj": 8, "up_proj": 8, "down_proj": 8}, alpha_pattern={"gate_proj": 16, "up_proj": 16, "down_proj": 16},
+         steps=int(os.environ.get("STEPS_TRANSLATE", "600")), lr=2e-3,
+         task="English short package description → the Italian short description",
+         card_input="a Debian package's English short description", card_output="the Italian short description (Debian's translators')"),
+    # attention only, rsLoRA
+    dict(id="riassumi", targets=["q_proj", "k_proj", "v_proj", "o_proj"], r=16, alpha=16, rslora=True, rank_pattern={}, alpha_pattern={},
+         steps=int(os.environ.get("STEPS_RIASSUMI", "500")), lr=2e-3,
+         task="Italian long package description → the Italian short description",
+         card_input="a Debian package's Italian long description", card_output="its Italian short description"),
+]
+BATCH = 16
+
+def log(*a):
+    print(f"[{time.time() - T0:7.1f}s]", *a, flush=True)
+
+def rank_alpha(a, name):
+    short = name.split(".")[-1]
+    r = a["rank_pattern"].get(short, a["r"]); al = a["alpha_pattern"].get(short, a["alpha"])
+    return r, al, (al / math.sqrt(r) if a["rslora"] else al / r)
+
+def load_base():
+    model = LlamaForCausalLM(CFG)
+    if os.environ.get("REUSE_BASE"):
+        load_base_from_onnx(model, os.path.join(ROOT, "models", "demo-llm", "model.onnx"))
+        log("base reloaded from models/demo-llm/model.onnx")
+    else:
+        model.load_state_dict(torch.load(os.path.join(BUILD, "base.pt")))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad = False
+    return model
+
+def enable(model, a):
+    params = []
+    for name, m in model.lora_linears(a["targets"]):
+        r, _, scale = rank_alpha(a, name)
+        m.enable_lora(r, scale); params += [m.lora_A, m.lora_B]
+    return params
+
+def disable(model):
+    for _, m in model.lora_linears(PROJ):
+        m.disable_lora()
+
+def batch_tensors(exs):
+    seqs = [e["prompt_ids"] + e["answer_ids"] for e in exs]
+    L = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), L), dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    labels = torch.full((len(seqs), L), -100, dtype=torch.long)
+    for i, (e, s) in enumerate(zip(exs, seqs)):
+        ids[i, :len(s)] = torch.tensor(s); mask[i, :len(s)] = 1
+        p = len(e["prompt_ids"])
+        labels[i, p - 1:len(s) - 1] = torch.tensor(e["answer_ids"])  # predict each answer token (and <|im_end|>)
+    return ids, mask, labels
+
+def hidden_states(model, ids, mask):
+    """The final-norm hidden states (so the vocab projection runs only where the loss needs it)."""
+    b, t = ids.shape
+    pos = torch.arange(t).expand(b, t)
+    saved = model.lm_head
+    model.lm_head = torch.nn.Identity()
+    try:
+        h, _ = model.step(ids, mask, pos)
+    finally:
+        model.lm_head = saved
+    return h
+
+def train(model, a, train_rows):
+    torch.manual_seed(SEED)
+    params = enable(model, a)
+    opt = torch.optim.AdamW(params, lr=a["lr"], weight_decay=0.0)
+    steps = a["steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 30) * max(0.05, 1 - s / steps))
+    rng = random.Random(SEED)
+    # batches of similar lengths: sort a shuffled pool, cut into batches, shuffle the batches
+    order = list(range(len(train_rows))); rng.shuffle(order)
+    pool = sorted(order[: steps * BATCH], key=lambda i: len(train_rows[i]["prompt_ids"]) + len(train_rows[i]["answer_ids"]))
+    batches = [pool[i:i + BATCH] for i in range(0, len(pool), BATCH)]
+    rng.shuffle(batches)
+    for step, bi in enumerate(batches[:steps]):
+        ids, mask, labels = batch_tensors([train_rows[i] for i in bi])
+        h = hidden_states(model, ids, mask)
+        sel = labels != -100
+        loss = F.cross_entropy(model.lm_head(h[sel]), labels[sel])
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+        if step % 25 == 0 or step == steps - 1:
+            log(f"{a['id']} step {step} loss {loss.item():.3f}")
+    return len(batches[:steps]) * BATCH
+
+# ---------------------------------------------------------------- writers
+def write_safetensors(path, tensors):
+    header, blobs, off = {}, [], 0
+    for k in sorted(tensors):
+        arr = tensors[k].detach().cpu().numpy().astype(np.float32)
+        b = arr.tobytes(); header[k] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b); off += len(b)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h))); f.write(h)
+        for b in blobs: f.write(b)
+
+def write_adapter(model, a, n_train, n_test):
+    d = os.path.join(ADAPTERS_DIR, a["id"]); os.makedirs(d, exist_ok=True)
+    tensors = {}
+    for name, m in model.lora_linears(a["targets"]):
+        tensors[f"base_model.model.{name}.lora_A.weight"] = m.lora_A
+        tensors[f"base_model.model.{name}.lora_B.weight"] = m.lora_B
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), tensors)
+    cfg = {
+        "alpha_pattern": a["alpha_pattern"], "auto_mapping": None, "base_model_name_or_path": BASE_NAME,
+        "bias": "none", "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True,
+        "layer_replication": None, "layers_pattern": None, "layers_to_transform": None, "loftq_config": {},
+        "lora_alpha": a["alpha"], "lora_dropout": 0.0, "megatron_config": None, "megatron_core": "megatron.core",
+        "modules_to_save": None, "peft_type": "LORA", "r": a["r"], "rank_pattern": a["rank_pattern"],
+        "revision": None, "target_modules": list(a["targets"]), "task_type": "CAUSAL_LM", "use_dora": False,
+        "use_rslora": a["rslora"], "peft_version": "0.13.2",
+    }
+    json.dump(cfg, open(os.path.join(d, "adapter_config.json"), "w"), indent=2, ensure_ascii=False)
+
+# ---------------------------------------------------------------- goldens
+@torch.no_grad()
+def greedy(model, prompt, n):
+    """Step-by-step greedy decoding with the KV cache; per step the full logits row."""
+    ids = torch.tensor([prompt]); past = None; T = 0; out, rows = [], []
+    x = ids
+    for _ in range(n):
+        t = x.shape[1]
+        logits, past = model.step(x, torch.ones(1, T + t, dtype=torch.long), torch.arange(T, T + t)[None], past)
+        T += t
+        row = logits[0, -1]
+        rows.append(row.clone())
+        nxt = int(row.argmax())
+        out.append(nxt)
+        x = torch.tensor([[nxt]])
+    return out, rows
+
+PROBE = None  # fixed vocabulary ids whose logits the golden keeps at every step
+
+def golden_entry(model, prompts, n=32):
+    global PROBE
+    if PROBE is None:
+        PROBE = sorted(random.Random(SEED).sample(range(CFG["vocab"]), 48))
+    res = []
+    for p in prompts:
+        toks, rows = greedy(model, p, n)
+        res.append({"prompt_ids": p, "tokens": toks,
+                    "probe_logits": [[round(float(r[i]), 6) for i in PROBE] for r in rows],
+                    "top_logits": [round(float(r.max()), 6) for r in rows],
+                    "first_logits": [round(float(x), 6) for x in rows[0]]})
+    return res
+
+def merged_copy(model, a):
+    import copy
+    m = copy.deepcopy(model)
+    for _, lin in m.lora_linears(a["targets"]):
+        if hasattr(lin, "lora_A"):
+            lin.merge_lora(); lin.disable_lora()
+    return m
+
+def main():
+    model = load_base()
+    golden = {"base_model": BASE_NAME, "probe_ids": None, "adapters": {}, "base": None}
+    data = {a["id"]: json.load(open(os.path.join(BUILD, f"task-{a['id']}.json"))) for a in ADAPTERS}
+    prompts_of = lambda tid: [e["prompt_ids"] for e in data[tid] if e["split"] == "test"][:3]
+    report = {}
+    for a in ADAPTERS:
+        rows = data[a["id"]]
+        tr = [e for e in rows if e["split"] == "train"]
+        te = [e for e in rows if e["split"] == "test"]
+        seen = train(model, a, tr)
+        write_adapter(model, a, seen, len(te))
+        prompts = prompts_of(a["id"])
+        golden["adapters"][a["id"]] = {"unmerged": golden_entry(model, prompts), "merged": golden_entry(merged_copy(model, a), prompts)}
+        report[a["id"]] = {"train_rows_available": len(tr), "train_examples_seen": seen, "test_rows": len(te), "steps": a["steps"],
+                           "r": a["r"], "alpha": a["alpha"], "targets": list(a["targets"]), "rank_pattern": a["rank_pattern"], "rslora": a["rslora"]}
+        disable(model)
+        log(a["id"], "written")
+    golden["base"] = golden_entry(model, prompts_of("summarize")[:2])
+    golden["probe_ids"] = PROBE
+    json.dump(golden, open(os.path.join(ROOT, "test", "fixtures", "golden-llm.json"), "w"))
+    json.dump({"adapters": report, "seconds": round(time.time() - T0)}, open(os.path.join(BUILD, "adapters-report.json"), "w"), indent=1)
+    log("done")
+
+if __name__ == "__main__":
+    main()
