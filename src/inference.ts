@@ -2,7 +2,7 @@ import { AppError } from './errors.js';
 import type { AdapterLease } from './adapter/cache.js';
 import type { AdapterRegistry } from './adapter/registry.js';
 import type { ModelManifest } from './model/manifest.js';
-import type { TextTokenizer } from './model/tokenizer.js';
+import type { TokenIds } from './model/tokenizer.js';
 import type { Batcher } from './scheduler/batcher.js';
 
 /** A label with its probability. */
@@ -17,9 +17,14 @@ export interface InferenceLimits {
   maxInputChars: number;
 }
 
+/** Tokenizes a request's inputs (an AsyncTokenizer: long inputs off the HTTP thread). */
+export interface InputEncoder {
+  encodeAll(texts: string[], maxTokens: number, truncate: boolean): Promise<TokenIds[]>;
+}
+
 export interface InferenceDeps {
   manifest: ModelManifest;
-  tokenizer: TextTokenizer;
+  encoder: InputEncoder;
   batcher: Batcher;
   registry: AdapterRegistry;
   limits: InferenceLimits;
@@ -31,15 +36,14 @@ export interface EmbedResult { embeddings: Float32Array[]; promptTokens: number 
 export class InferenceService {
   constructor(private readonly d: InferenceDeps) {}
 
-  private tokenize(inputs: string[], truncate: boolean): number[][] {
+  private async tokenize(inputs: string[], truncate: boolean): Promise<TokenIds[]> {
     const { maxInputs, maxTokens, maxInputChars } = this.d.limits;
     if (inputs.length === 0) throw new AppError('BAD_REQUEST', '"inputs" must hold at least one text');
     if (inputs.length > maxInputs) throw new AppError('TOO_MANY_INPUTS', `${inputs.length} inputs in one request; the limit is ${maxInputs}`);
-    const cap = Math.min(maxTokens, this.d.manifest.maxLength);
-    return inputs.map((t, i) => {
+    inputs.forEach((t, i) => {
       if (t.length > maxInputChars) throw new AppError('INPUT_TOO_LONG', `input ${i} has ${t.length} characters; the limit is ${maxInputChars} characters per input`);
-      return this.d.tokenizer.encode(t, cap, truncate, i);
     });
+    return this.d.encoder.encodeAll(inputs, Math.min(maxTokens, this.d.manifest.maxLength), truncate);
   }
 
   private async run(adapterId: string | null, ids: number[][]) {
@@ -57,7 +61,7 @@ export class InferenceService {
   async predict(adapterId: string, inputs: string[], truncate = false): Promise<LabelScore[][]> {
     const info = this.d.registry.get(adapterId);
     if (!info.hasHead) throw new AppError('NO_CLASSIFICATION_HEAD', `adapter "${adapterId}" has no classification head (modules_to_save); use /v1/embeddings`);
-    const ids = this.tokenize(inputs, truncate);
+    const ids = await this.tokenize(inputs, truncate);
     const { adapter, rows } = await this.run(adapterId, ids);
     const labels = adapter?.labels ?? null;
     return rows.map((r) => {
@@ -75,7 +79,7 @@ export class InferenceService {
     if (!isBase && !this.d.registry.has(model)) {
       throw new AppError('MODEL_NOT_FOUND', `model "${model.slice(0, 80)}" is neither the base model "${this.d.manifest.baseModel}" nor an adapter (GET /v1/models lists them)`);
     }
-    const ids = this.tokenize(inputs, truncate);
+    const ids = await this.tokenize(inputs, truncate);
     const { rows } = await this.run(isBase ? null : model, ids);
     return { embeddings: rows.map((r) => normalize(r.embedding!)), promptTokens: ids.reduce((s, x) => s + x.length, 0) };
   }

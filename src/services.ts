@@ -7,6 +7,7 @@ import { AdapterStore } from './adapter/store.js';
 import type { Config } from './config.js';
 import { InferenceService } from './inference.js';
 import { loadManifest, type ModelManifest } from './model/manifest.js';
+import { AsyncTokenizer } from './model/async-tokenizer.js';
 import { TextTokenizer } from './model/tokenizer.js';
 import { WorkerEngine, type Engine } from './runtime/engine.js';
 import { Batcher, type BatchReport } from './scheduler/batcher.js';
@@ -22,6 +23,8 @@ export interface Services {
   config: Config;
   manifest: ModelManifest;
   tokenizer: TextTokenizer;
+  /** Tokenizes requests: small ones on the HTTP thread, long ones in a tokenizer thread. */
+  encoder: AsyncTokenizer;
   engine: Engine;
   store: AdapterStore;
   loader: AdapterLoader;
@@ -39,7 +42,8 @@ export interface Services {
 export async function createServices(config: Config, log: Logger, hooks: ServiceHooks = {}): Promise<Services> {
   const modelDir = path.resolve(config.modelDir);
   const manifest = await loadManifest(modelDir);
-  const tokenizer = await TextTokenizer.load(path.join(modelDir, manifest.tokenizerFile));
+  const tokenizerPath = path.join(modelDir, manifest.tokenizerFile);
+  const tokenizer = await TextTokenizer.load(tokenizerPath);
   const store = new AdapterStore({ dir: path.resolve(config.adaptersDir), log: log.child({ component: 'store' }) });
   const loader = new AdapterLoader(store, manifest, { allowBaseMismatch: config.allowBaseMismatch });
   const pinned = config.pin.split(',').map((s) => s.trim()).filter(Boolean);
@@ -60,18 +64,20 @@ export async function createServices(config: Config, log: Logger, hooks: Service
     padId: tokenizer.padId,
     ...(hooks.onBatch ? { onBatch: hooks.onBatch } : {}),
   });
+  const encoder = await new AsyncTokenizer({ tokenizer, tokenizerPath }).start();
   const inference = new InferenceService({
-    manifest, tokenizer, batcher, registry,
+    manifest, encoder, batcher, registry,
     limits: { maxInputs: config.maxInputs, maxTokens: config.maxTokens, maxInputChars: config.maxInputChars },
   });
   return {
-    config, manifest, tokenizer, engine, store, loader, cache, registry, batcher, inference,
+    config, manifest, tokenizer, encoder, engine, store, loader, cache, registry, batcher, inference,
     async warmup() {
       const ids = tokenizer.encode('warm-up', manifest.maxLength, true);
       await engine.run({ batch: 1, seqLen: ids.length, inputIds: Int32Array.from(ids), lengths: Int32Array.of(ids.length), adapters: [], rowAdapter: Int32Array.of(-1) });
     },
     async close() {
       await batcher.drain();
+      await encoder.close();
       await engine.close();
     },
   };
