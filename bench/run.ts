@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { BenchContext, type BenchSettings, type Figure } from './context.js';
 import { adapterOverhead, mixedBatch } from './figures/batch.js';
 import { cachePressure, residentMany } from './figures/cache.js';
-import { httpOverhead, soak } from './figures/http.js';
+import { healthzStall, httpOverhead, soak } from './figures/http.js';
 import { coldLoad } from './figures/load.js';
 import { memoryPerAdapter } from './figures/memory.js';
 import { naiveMerged, sameAdapter } from './figures/naive.js';
@@ -36,6 +36,7 @@ const FIGURES: Record<string, Figure> = {
   'cache-pressure': cachePressure,
   'cold-load': coldLoad,
   'http-overhead': httpOverhead,
+  'healthz-stall': healthzStall,
   'memory-per-adapter': memoryPerAdapter,
   'naive-merged': naiveMerged,
   'same-adapter': sameAdapter,

@@ -12,6 +12,7 @@ import { AdapterLoader } from '../../src/adapter/loader.js';
 import { loadConfig } from '../../src/config.js';
 import { startServer, type RunningServer } from '../../src/serve.js';
 import type { Figure } from '../context.js';
+import { percentileOf, startHealthzProbe } from '../healthz-probe.js';
 import { MiB, spread } from '../measure.js';
 import { fmt, missNote, type Row } from '../report.js';
 import { silentLog } from '../stack.js';
@@ -130,6 +131,68 @@ export const httpOverhead: Figure = async (ctx) => {
     rows: [row],
     notes, data: out,
   };
+};
+
+/** POSTs a prepared JSON body over a fresh connection; resolves with the status (body drained). */
+function postRaw(url: URL, data: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': data.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/**
+ * /healthz p99 while 1 MB predict bodies (64 inputs × 16,000 characters, within every default
+ * cap) run: 3 bodies of inputs that fit the token cap (tokenized whole, in the tokenizer thread)
+ * and 1 of long natural text with truncate (cut to what the cap uses), all at once, per repeat.
+ * /healthz is probed every 10 ms from another thread, each probe timed from when it was due.
+ */
+export const healthzStall: Figure = async (ctx) => {
+  const { reps, warmup } = ctx.s;
+  const server = await start({ modelDir: path.join(ROOT, 'models/demo'), adaptersDir: path.join(ROOT, 'adapters') });
+  const url = new URL('/v1/predict', server.url);
+  const sentence = 'The committee will vote on the new budget tomorrow and everyone is invited. ';
+  const natural = sentence.repeat(Math.ceil(16_000 / sentence.length)).slice(0, 16_000);
+  const padded = `Roses are red, violets are blue.${' '.repeat(16_000)}`.slice(0, 16_000);
+  const body = (text: string, truncate: boolean) => Buffer.from(JSON.stringify({ adapter_id: 'spam', inputs: Array.from({ length: 64 }, () => text), truncate }));
+  const bodies = [body(padded, false), body(padded, false), body(padded, false), body(natural, true)];
+  const out = { p99: [] as number[], p50: [] as number[], max: [] as number[], probes: [] as number[], seconds: [] as number[] };
+  try {
+    for (let round = 0; round < warmup + reps; round++) {
+      const probe = startHealthzProbe({ url: server.url, intervalMs: 10 });
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = performance.now();
+      const statuses = await Promise.all(bodies.map((b) => postRaw(url, b)));
+      const seconds = (performance.now() - t0) / 1000;
+      const { latencies, failures } = await probe.stop();
+      if (statuses.some((s) => s !== 200) || failures) throw new Error(`statuses ${statuses.join(',')}, ${failures} failed probes`);
+      if (round < warmup) continue;
+      out.p99.push(percentileOf(latencies, 99));
+      out.p50.push(percentileOf(latencies, 50));
+      out.max.push(Math.max(...latencies));
+      out.probes.push(latencies.length);
+      out.seconds.push(seconds);
+    }
+  } finally {
+    await server.close();
+  }
+  const s = { p50: spread(out.p50), max: spread(out.max), seconds: spread(out.seconds) };
+  const row: Row = {
+    figure: 'healthz-stall', label: '/healthz p99 while four 1 MB predict bodies run', model: 'demo',
+    target: { op: '<=', value: 50 }, unit: 'ms', value: spread(out.p99),
+    detail: `p50 ${fmt(s.p50.median)} ms, max ${fmt(s.max.median)} ms; the bodies took ${fmt(s.seconds.median)} s`,
+  };
+  const notes = [
+    `Per repeat (${out.p99.length}): 3 bodies of 64 inputs that fit the token cap but are 16,000 characters each (tokenized whole, in the tokenizer thread) and 1 of 64 long natural texts with "truncate": true (tokenized only as far as the cap needs), sent at once; /healthz probed every 10 ms from a worker thread of the bench process, each probe timed from when it was due.`,
+  ];
+  const miss = missNote(row, `The HTTP thread still parses each 1 MB body (JSON.parse, zod) and hands it to the tokenizer thread, a few ms of CPU per body; on ${os.availableParallelism()} cores shared with the tokenizer and inference threads it waits for a core.`);
+  if (miss) notes.push(miss);
+  return { title: '/healthz while long inputs are tokenized', rows: [row], notes, data: out };
 };
 
 const openFds = () => readdirSync('/proc/self/fd').length;
