@@ -5,13 +5,13 @@ PyTorch golden file the TypeScript engine tests compare against.
 usage: python3 factory/decoder/adapters.py <build dir> <repo root>
 The base comes from <build>/base.pt, or with REUSE_BASE=1 from the committed slotted model
 (models/demo-llm/model.onnx). Seeded; THREADS may be set in the environment."""
-import json, math, os, random, struct, sys, time
-import numpy as np
+import json, math, os, random, sys, time
 import torch
 import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 from llama import CFG, PROJ, LlamaForCausalLM
 from onnx_io import load_base_from_onnx
+from peft_io import golden_entry, peft_config, probe_ids, write_safetensors
 
 BUILD, ROOT = sys.argv[1], sys.argv[2]
 SEED = 2468
@@ -117,69 +117,15 @@ def train(model, a, train_rows):
             log(f"{a['id']} step {step} loss {loss.item():.3f}")
     return len(batches[:steps]) * BATCH
 
-# ---------------------------------------------------------------- writers
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for k in sorted(tensors):
-        arr = tensors[k].detach().cpu().numpy().astype(np.float32)
-        b = arr.tobytes(); header[k] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b); off += len(b)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h))); f.write(h)
-        for b in blobs: f.write(b)
-
-def write_adapter(model, a, n_train, n_test):
+def write_adapter(model, a):
     d = os.path.join(ADAPTERS_DIR, a["id"]); os.makedirs(d, exist_ok=True)
     tensors = {}
     for name, m in model.lora_linears(a["targets"]):
         tensors[f"base_model.model.{name}.lora_A.weight"] = m.lora_A
         tensors[f"base_model.model.{name}.lora_B.weight"] = m.lora_B
     write_safetensors(os.path.join(d, "adapter_model.safetensors"), tensors)
-    cfg = {
-        "alpha_pattern": a["alpha_pattern"], "auto_mapping": None, "base_model_name_or_path": BASE_NAME,
-        "bias": "none", "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True,
-        "layer_replication": None, "layers_pattern": None, "layers_to_transform": None, "loftq_config": {},
-        "lora_alpha": a["alpha"], "lora_dropout": 0.0, "megatron_config": None, "megatron_core": "megatron.core",
-        "modules_to_save": None, "peft_type": "LORA", "r": a["r"], "rank_pattern": a["rank_pattern"],
-        "revision": None, "target_modules": list(a["targets"]), "task_type": "CAUSAL_LM", "use_dora": False,
-        "use_rslora": a["rslora"], "peft_version": "0.13.2",
-    }
+    cfg = peft_config(BASE_NAME, a)
     json.dump(cfg, open(os.path.join(d, "adapter_config.json"), "w"), indent=2, ensure_ascii=False)
-
-# ---------------------------------------------------------------- goldens
-@torch.no_grad()
-def greedy(model, prompt, n):
-    """Step-by-step greedy decoding with the KV cache; per step the full logits row."""
-    ids = torch.tensor([prompt]); past = None; T = 0; out, rows = [], []
-    x = ids
-    for _ in range(n):
-        t = x.shape[1]
-        logits, past = model.step(x, torch.ones(1, T + t, dtype=torch.long), torch.arange(T, T + t)[None], past)
-        T += t
-        row = logits[0, -1]
-        rows.append(row.clone())
-        nxt = int(row.argmax())
-        out.append(nxt)
-        x = torch.tensor([[nxt]])
-    return out, rows
-
-PROBE = None  # fixed vocabulary ids whose logits the golden keeps at every step
-
-def golden_entry(model, prompts, n=32):
-    global PROBE
-    if PROBE is None:
-        PROBE = sorted(random.Random(SEED).sample(range(CFG["vocab"]), 48))
-    res = []
-    for p in prompts:
-        toks, rows = greedy(model, p, n)
-        res.append({"prompt_ids": p, "tokens": toks,
-                    "probe_logits": [[round(float(r[i]), 6) for i in PROBE] for r in rows],
-                    "top_logits": [round(float(r.max()), 6) for r in rows],
-                    "first_logits": [round(float(x), 6) for x in rows[0]]})
-    return res
 
 def merged_copy(model, a):
     import copy
@@ -200,15 +146,15 @@ def main():
         tr = [e for e in rows if e["split"] == "train"]
         te = [e for e in rows if e["split"] == "test"]
         seen = train(model, a, tr)
-        write_adapter(model, a, seen, len(te))
+        write_adapter(model, a)
         prompts = prompts_of(a["id"])
-        golden["adapters"][a["id"]] = {"unmerged": golden_entry(model, prompts), "merged": golden_entry(merged_copy(model, a), prompts)}
+        golden["adapters"][a["id"]] = {"unmerged": golden_entry(model, prompts, CFG["vocab"]), "merged": golden_entry(merged_copy(model, a), prompts, CFG["vocab"])}
         report[a["id"]] = {"train_rows_available": len(tr), "train_examples_seen": seen, "test_rows": len(te), "steps": a["steps"],
                            "r": a["r"], "alpha": a["alpha"], "targets": list(a["targets"]), "rank_pattern": a["rank_pattern"], "rslora": a["rslora"]}
         disable(model)
         log(a["id"], "written")
-    golden["base"] = golden_entry(model, prompts_of("summarize")[:2])
-    golden["probe_ids"] = PROBE
+    golden["base"] = golden_entry(model, prompts_of("summarize")[:2], CFG["vocab"])
+    golden["probe_ids"] = probe_ids(CFG["vocab"])
     json.dump(golden, open(os.path.join(ROOT, "test", "fixtures", "golden-llm.json"), "w"))
     json.dump({"adapters": report, "seconds": round(time.time() - T0)}, open(os.path.join(BUILD, "adapters-report.json"), "w"), indent=1)
     log("done")
