@@ -5,6 +5,7 @@ import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from './config.js';
 import { isAppError } from './errors.js';
 import { createApp, type ServerState } from './http/app.js';
+import { continueGate } from './http/expect-continue.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createServices, type Services } from './services.js';
 
@@ -43,6 +44,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const state: ServerState = { ready: false, draining: false };
   const app = createApp({ config, services, metrics, log, state });
   const server = http.createServer(app);
+  // Expect: 100-continue: the admin check comes before the 100 (see continueGate).
+  server.on('checkContinue', continueGate({ adminToken: config.adminToken, state }, app));
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

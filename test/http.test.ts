@@ -248,6 +248,9 @@ test('an unexpected error is a generic 500 INTERNAL; details stay in the log', a
     assert.equal(r.body.error.code, 'INTERNAL');
     assert.doesNotMatch(r.body.error.message, /secret|srv/);
     assert.ok(lines.some((l) => l.includes('secret detail')), 'the log has the details');
+    // A real fault stays at error level, with the stack (expected 503s do not: http-semantics.test.ts).
+    const fault = lines.map((l) => JSON.parse(l) as { level: number; err?: { stack?: string } }).find((l) => l.err?.stack?.includes('secret detail'));
+    assert.equal(fault?.level, 50);
   } finally {
     server.close();
   }

@@ -5,6 +5,7 @@ import type { Metrics } from '../metrics.js';
 import type { Services } from '../services.js';
 import type { ServerState } from './admission.js';
 import { errorHandler, routeNotFound } from './errors.js';
+import { methodGuard } from './method-guard.js';
 import { requestContext } from './request-id.js';
 import { adapterRoutes } from './routes-adapters.js';
 import { embeddingsRoutes } from './routes-embeddings.js';
@@ -33,6 +34,7 @@ export function createApp({ config, services, metrics, log, state }: AppDeps): E
   app.set('query parser', 'simple');
 
   app.use(requestContext(log, (d) => metrics.observeRequest(d)));
+  app.use(methodGuard(app));
   app.use(healthRoutes(state));
   app.use(metricsRoutes(metrics));
   app.use(modelsRoutes(services, new Date()));

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
-import { AppError, ERROR_CATALOG } from '../errors.js';
+import { AppError, ERROR_CATALOG, type ErrorCode } from '../errors.js';
 
 /** The fields body-parser puts on its errors. */
 interface BodyParserError { type?: unknown; status?: unknown; expose?: unknown; limit?: unknown; length?: unknown; message: string }
@@ -70,6 +70,17 @@ export function routeNotFound(): RequestHandler {
 }
 
 /**
+ * 5xx outcomes that are part of normal operation, and the level they are logged at: start-up
+ * and drain are info; a worker restart is warn (the crash itself is logged once, at error, by
+ * the engine). Every other 5xx is a fault: error level, with the stack.
+ */
+const EXPECTED_5XX: Partial<Record<ErrorCode, 'info' | 'warn'>> = {
+  NOT_READY: 'info',
+  SHUTTING_DOWN: 'info',
+  WORKER_RESTARTING: 'warn',
+};
+
+/**
  * The one error handler: every error becomes `{ error: { code, message } }` with the catalog's
  * status and the error's headers. Unexpected errors are a generic 500; their details go only
  * to the log.
@@ -80,7 +91,14 @@ export function errorHandler(): ErrorRequestHandler {
     let e: AppError;
     if (mapped instanceof AppError && mapped.code !== 'INTERNAL' && ERROR_CATALOG[mapped.code] >= 400) {
       e = mapped;
-      if (e.status >= 500) req.log.error({ err: mapped, code: e.code }, e.message);
+      const expected = EXPECTED_5XX[e.code];
+      if (expected) {
+        // Part of normal operation: no stack, no error-level line (the request line follows suit).
+        res.locals.expectedOutcome = expected;
+        req.log[expected]({ code: e.code, status: e.status }, e.message);
+      } else if (e.status >= 500) {
+        req.log.error({ err: mapped, code: e.code }, e.message);
+      }
     } else {
       // INTERNAL (and start-up-only codes) can name server paths or runtime internals: they stay in the log.
       req.log.error({ err: mapped }, 'unexpected error');

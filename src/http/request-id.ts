@@ -28,10 +28,15 @@ export interface RequestDone {
   seconds: number;
 }
 
-/** The route pattern that served `req`: bounded, unlike the raw URL (which metrics must never use). */
+/**
+ * The route pattern that served `req`: bounded, unlike the raw URL (which metrics must never use).
+ * A 405 or OPTIONS answered by the method guard carries the pattern of the path's route.
+ */
 export function routeLabel(req: Request): string {
   const p: unknown = (req.route as { path?: unknown } | undefined)?.path;
-  return typeof p === 'string' ? `${req.baseUrl ?? ''}${p}` : 'unmatched';
+  if (typeof p === 'string') return `${req.baseUrl ?? ''}${p}`;
+  const guarded: unknown = req.res?.locals.routePattern;
+  return typeof guarded === 'string' ? guarded : 'unmatched';
 }
 
 /**
@@ -54,7 +59,11 @@ export function requestContext(log: Logger, onDone?: (d: RequestDone) => void): 
       const status = res.headersSent ? res.statusCode : 499;
       const route = routeLabel(req);
       const line = { method: req.method, route, status, ms: Math.round(seconds * 10_000) / 10 };
-      if (status >= 500) req.log.error(line, 'request');
+      // An expected 5xx (not ready, draining, worker restarting) is logged at the level the
+      // error handler chose for it; any other 5xx is an error.
+      const expected: unknown = res.locals.expectedOutcome;
+      if (expected === 'warn') req.log.warn(line, 'request');
+      else if (status >= 500 && expected !== 'info') req.log.error(line, 'request');
       else req.log.info(line, 'request');
       onDone?.({ id, method: req.method, route, status, seconds });
     };
