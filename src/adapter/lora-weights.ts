@@ -1,4 +1,4 @@
-import { throwIfProblems } from '../errors.js';
+import { AppError, clip, echo, throwIfProblems } from '../errors.js';
 import type { ModelManifest } from '../model/manifest.js';
 import { isTargeted, rankFor, scaleFor, type LoraAdapterConfig } from './peft-config.js';
 import type { DecodedTensor } from './safetensors.js';
@@ -67,40 +67,82 @@ export function sameBase(adapterBase: string, manifest: ModelManifest): boolean 
   return names.some((n) => n === adapterBase || tail(n) === tail(adapterBase));
 }
 
+/** One module's LoRA tensors, checked against its slot: what {@link layOutAdapter} copies. */
+interface PlannedSlot {
+  rank: number;
+  /** PEFT's lora_A, [r, d_in] (a view of the file where it could be). */
+  a: Float32Array;
+  /** PEFT's lora_B, [d_out, r]. */
+  b: Float32Array;
+}
+
+/** One head's tensors, checked against the base. */
+interface PlannedHead {
+  labels: number;
+  /** [labels, d_in] */
+  weight: Float32Array;
+  /** [labels], or null for no bias. */
+  bias: Float32Array | null;
+}
+
 /**
- * Checks an adapter's tensors against the base's slots and builds its bank-ready weights.
- * Every problem is collected and reported at once (INCOMPATIBLE_ADAPTER).
+ * An adapter that passed every check against the base, not yet laid out: its tensors are
+ * still the decoded (often: views of the file) ones. {@link layOutAdapter} turns it into
+ * bank-ready weights; an upload only needs the checks and {@link AdapterPlan.bytes}.
  */
-export function mapAdapterToSlots(
-  id: string, version: string, manifest: ModelManifest, cfg: LoraAdapterConfig,
+export interface AdapterPlan {
+  id: string;
+  cfg: LoraAdapterConfig;
+  manifest: ModelManifest;
+  /** Aligned with `manifest.loraSlots`. */
+  slots: Array<PlannedSlot | null>;
+  /** Aligned with `manifest.heads`. */
+  heads: Array<PlannedHead | null>;
+  maxRank: number;
+  /** Bytes the laid-out weights will take. */
+  bytes: number;
+}
+
+/** A tensor's shape for a message: short whatever the file holds. */
+const dims = (shape: readonly number[]): string => clip(`[${shape.join(',')}]`);
+
+/**
+ * Checks an adapter's tensors against the base's slots: every problem is collected and reported
+ * at once (INCOMPATIBLE_ADAPTER). Allocates nothing for the weights.
+ */
+export function planAdapter(
+  id: string, manifest: ModelManifest, cfg: LoraAdapterConfig,
   tensors: ReadonlyMap<string, DecodedTensor>, opts: MapOptions = {},
-): AdapterWeights {
+): AdapterPlan {
   const problems: string[] = [];
   if (cfg.baseModelNameOrPath && !opts.allowBaseMismatch && !sameBase(cfg.baseModelNameOrPath, manifest)) {
-    problems.push(`base_model_name_or_path "${cfg.baseModelNameOrPath}" is not this server's base model "${manifest.baseModel}"`);
+    problems.push(`base_model_name_or_path ${echo(cfg.baseModelNameOrPath)} is not this server's base model "${manifest.baseModel}"`);
+  }
+  if (manifest.task === 'text-generation' && cfg.modulesToSave.length > 0) {
+    problems.push(`modules_to_save (${cfg.modulesToSave.join(', ')}) is not supported on a text-generation base: the graph has no slot for a replaced module (train the adapter without modules_to_save, or merge it)`);
   }
   const slotIndex = new Map(manifest.loraSlots.map((s, i) => [s.module, i]));
   const headIndex = new Map(manifest.heads.map((h, i) => [h.module, i]));
   const found = new Map<string, { A?: DecodedTensor; B?: DecodedTensor; weight?: DecodedTensor; bias?: DecodedTensor }>();
   for (const [key, t] of tensors) {
     const p = parsePeftKey(key);
-    if (!p) { problems.push(`tensor "${key}" is not a LoRA (lora_A/lora_B) or modules_to_save key`); continue; }
+    if (!p) { problems.push(`tensor ${echo(key)} is not a LoRA (lora_A/lora_B) or modules_to_save key`); continue; }
     const isLora = p.part === 'A' || p.part === 'B';
     if (isLora && !slotIndex.has(p.module)) {
-      problems.push(`tensor "${key}": module ${p.module} has no LoRA slot in the base (prepared targets: ${manifest.targets.join(', ')})`);
+      problems.push(`tensor ${echo(key)}: module ${clip(p.module)} has no LoRA slot in the base (prepared targets: ${manifest.targets.join(', ')})`);
       continue;
     }
     if (!isLora && !headIndex.has(p.module)) {
-      problems.push(`tensor "${key}": module ${p.module} is not a head of the base (heads: ${manifest.heads.map((h) => h.module).join(', ') || 'none'})`);
+      problems.push(`tensor ${echo(key)}: module ${clip(p.module)} is not a head of the base (heads: ${manifest.heads.map((h) => h.module).join(', ') || 'none'})`);
       continue;
     }
     const entry = found.get(p.module) ?? {};
-    if (entry[p.part]) problems.push(`module ${p.module} has two ${p.part} tensors (second: "${key}")`);
+    if (entry[p.part]) problems.push(`module ${p.module} has two ${p.part} tensors (second: ${echo(key)})`);
     entry[p.part] = t;
     found.set(p.module, entry);
   }
 
-  const slots: Array<SlotWeights | null> = manifest.loraSlots.map(() => null);
+  const slots: Array<PlannedSlot | null> = manifest.loraSlots.map(() => null);
   let maxRank = 0;
   let floats = 0;
   manifest.loraSlots.forEach((slot, i) => {
@@ -112,21 +154,21 @@ export function mapAdapterToSlots(
     }
     if (!e.A || !e.B) { problems.push(`module ${slot.module} has lora_${e.A ? 'A' : 'B'} but no lora_${e.A ? 'B' : 'A'}`); return; }
     if (!targeted) problems.push(`module ${slot.module} has LoRA tensors but target_modules does not select it`);
-    const [r, dIn] = e.A.shape;
-    const [dOut, rB] = e.B.shape;
-    if (e.A.shape.length !== 2 || e.B.shape.length !== 2) { problems.push(`module ${slot.module}: lora_A and lora_B must be 2-D`); return; }
-    if (dIn !== slot.dIn) problems.push(`module ${slot.module}: lora_A is [${e.A.shape}] but the base layer has d_in ${slot.dIn} (expected [r, ${slot.dIn}])`);
-    if (dOut !== slot.dOut) problems.push(`module ${slot.module}: lora_B is [${e.B.shape}] but the base layer has d_out ${slot.dOut} (expected [${slot.dOut}, r])`);
+    if (e.A.shape.length !== 2 || e.B.shape.length !== 2) { problems.push(`module ${slot.module}: lora_A and lora_B must be 2-D (lora_A is ${dims(e.A.shape)}, lora_B is ${dims(e.B.shape)})`); return; }
+    const [r, dIn] = e.A.shape as [number, number];
+    const [dOut, rB] = e.B.shape as [number, number];
+    if (dIn !== slot.dIn) problems.push(`module ${slot.module}: lora_A is ${dims(e.A.shape)} but the base layer has d_in ${slot.dIn} (expected [r, ${slot.dIn}])`);
+    if (dOut !== slot.dOut) problems.push(`module ${slot.module}: lora_B is ${dims(e.B.shape)} but the base layer has d_out ${slot.dOut} (expected [${slot.dOut}, r])`);
     if (r !== rB) problems.push(`module ${slot.module}: lora_A rank ${r} and lora_B rank ${rB} differ`);
-    if (r! > manifest.maxRank) problems.push(`module ${slot.module}: rank ${r} exceeds the base model's maximum rank ${manifest.maxRank}`);
+    if (r > manifest.maxRank) problems.push(`module ${slot.module}: rank ${r} exceeds the base model's maximum rank ${manifest.maxRank}`);
     if (targeted && r !== rankFor(cfg, slot.module)) problems.push(`module ${slot.module}: tensors have rank ${r} but the config says ${rankFor(cfg, slot.module)}`);
-    if (dIn !== slot.dIn || dOut !== slot.dOut || r !== rB || r! > manifest.maxRank || r! < 1) return;
-    slots[i] = { rank: r!, a: e.A.data, b: e.B.data }; // placeholders; laid out below once all checks passed
-    maxRank = Math.max(maxRank, r!);
-    floats += r! * (slot.dIn + slot.dOut);
+    if (dIn !== slot.dIn || dOut !== slot.dOut || r !== rB || r > manifest.maxRank || r < 1) return;
+    slots[i] = { rank: r, a: e.A.data, b: e.B.data };
+    maxRank = Math.max(maxRank, r);
+    floats += r * (slot.dIn + slot.dOut);
   });
 
-  const heads: Array<HeadWeights | null> = manifest.heads.map(() => null);
+  const heads: Array<PlannedHead | null> = manifest.heads.map(() => null);
   manifest.heads.forEach((head, i) => {
     const e = found.get(head.module);
     const wanted = cfg.modulesToSave.some((m) => head.module === m || head.module.endsWith(`.${m}`));
@@ -136,42 +178,90 @@ export function mapAdapterToSlots(
     }
     if (!e.weight) { problems.push(`head ${head.module} has a bias but no weight`); return; }
     const [labels, dIn] = e.weight.shape;
-    if (e.weight.shape.length !== 2 || dIn !== head.dIn) { problems.push(`head ${head.module}: weight is [${e.weight.shape}], expected [labels, ${head.dIn}]`); return; }
-    if (e.bias && (e.bias.shape.length !== 1 || e.bias.shape[0] !== labels)) problems.push(`head ${head.module}: bias is [${e.bias.shape}], expected [${labels}]`);
+    if (e.weight.shape.length !== 2 || dIn !== head.dIn) { problems.push(`head ${head.module}: weight is ${dims(e.weight.shape)}, expected [labels, ${head.dIn}]`); return; }
+    if (e.bias && (e.bias.shape.length !== 1 || e.bias.shape[0] !== labels)) problems.push(`head ${head.module}: bias is ${dims(e.bias.shape)}, expected [${labels}]`);
     if (cfg.labels && cfg.labels.length !== labels) problems.push(`head ${head.module} has ${labels} outputs but id2label has ${cfg.labels.length} labels`);
     if (!labels) problems.push(`head ${head.module} has no outputs`);
-    heads[i] = { labels: labels!, weight: e.weight.data, bias: e.bias?.data ?? new Float32Array(labels!) };
+    heads[i] = { labels: labels!, weight: e.weight.data, bias: e.bias?.data ?? null };
     floats += labels! * (dIn! + 1);
   });
   if (!slots.some(Boolean) && !heads.some(Boolean)) problems.push('the adapter has no LoRA tensors for any slot of this base');
   throwIfProblems('INCOMPATIBLE_ADAPTER', `adapter "${id}" does not fit base model ${manifest.baseModel}`, problems);
+  return { id, cfg, manifest, slots, heads, maxRank: Math.max(maxRank, 1), bytes: floats * 4 };
+}
 
-  // One shared allocation per adapter: the worker thread reads it without a copy.
-  const mem = new Float32Array(new SharedArrayBuffer(floats * 4));
+/**
+ * Lays a checked adapter out for the graph's banks: one SharedArrayBuffer (the worker thread
+ * reads it without a copy), A and the head transposed and the scale folded into B while being
+ * copied straight from the decoded tensors, with no copy in between. Every value copied is
+ * also checked to be finite, in the same pass (so a loader may skip readSafetensors' own scan):
+ * a NaN or ±Inf throws INVALID_SAFETENSORS.
+ */
+export function layOutAdapter(plan: AdapterPlan, version: string): AdapterWeights {
+  const { manifest, cfg } = plan;
+  const mem = new Float32Array(new SharedArrayBuffer(plan.bytes));
   let off = 0;
   const take = (n: number) => { const v = mem.subarray(off, off + n); off += n; return v; };
-  manifest.loraSlots.forEach((slot, i) => {
-    const s = slots[i];
-    if (!s) return;
+  // v - v is 0 for every finite v and NaN for NaN and ±Inf.
+  let nonFinite = false;
+  const slots: Array<SlotWeights | null> = manifest.loraSlots.map((slot, i) => {
+    const s = plan.slots[i];
+    if (!s) return null;
     const r = s.rank;
+    const dIn = slot.dIn;
+    const dOut = slot.dOut;
     const scale = scaleFor(cfg, slot.module);
     const A = s.a; // [r, d_in]
     const B = s.b; // [d_out, r]
-    const a = take(slot.dIn * r); // [d_in, r]
-    for (let k = 0; k < r; k++) for (let j = 0; j < slot.dIn; j++) a[j * r + k] = A[k * slot.dIn + j]!;
-    const b = take(r * slot.dOut); // [r, d_out]
-    for (let o = 0; o < slot.dOut; o++) for (let k = 0; k < r; k++) b[k * slot.dOut + o] = B[o * r + k]! * scale;
-    slots[i] = { rank: r, a, b };
+    const a = take(dIn * r); // [d_in, r]
+    for (let k = 0; k < r; k++) {
+      for (let j = 0; j < dIn; j++) {
+        const v = A[k * dIn + j]!;
+        if (v - v !== 0) nonFinite = true;
+        a[j * r + k] = v;
+      }
+    }
+    const b = take(r * dOut); // [r, d_out]
+    for (let o = 0; o < dOut; o++) {
+      for (let k = 0; k < r; k++) {
+        const v = B[o * r + k]!;
+        if (v - v !== 0) nonFinite = true;
+        b[k * dOut + o] = v * scale;
+      }
+    }
+    return { rank: r, a, b };
   });
-  manifest.heads.forEach((head, i) => {
-    const h = heads[i];
-    if (!h) return;
+  const heads: Array<HeadWeights | null> = manifest.heads.map((head, i) => {
+    const h = plan.heads[i];
+    if (!h) return null;
     const L = h.labels;
-    const w = take(head.dIn * L); // [d_in, L]
-    for (let l = 0; l < L; l++) for (let j = 0; j < head.dIn; j++) w[j * L + l] = h.weight[l * head.dIn + j]!;
-    const bias = take(L);
-    bias.set(h.bias);
-    heads[i] = { labels: L, weight: w, bias };
+    const dIn = head.dIn;
+    const w = take(dIn * L); // [d_in, L]
+    for (let l = 0; l < L; l++) {
+      for (let j = 0; j < dIn; j++) {
+        const v = h.weight[l * dIn + j]!;
+        if (v - v !== 0) nonFinite = true;
+        w[j * L + l] = v;
+      }
+    }
+    const bias = take(L); // [L]; zeros when the head has no bias
+    if (h.bias) {
+      for (let l = 0; l < L; l++) if (h.bias[l]! - h.bias[l]! !== 0) nonFinite = true;
+      bias.set(h.bias);
+    }
+    return { labels: L, weight: w, bias };
   });
-  return { id, version, labels: cfg.labels, slots, heads, maxRank: Math.max(maxRank, 1), bytes: floats * 4 };
+  if (nonFinite) throw new AppError('INVALID_SAFETENSORS', `adapter "${plan.id}": a weight is NaN or infinite`);
+  return { id: plan.id, version, labels: cfg.labels, slots, heads, maxRank: plan.maxRank, bytes: plan.bytes };
+}
+
+/**
+ * Checks an adapter's tensors against the base's slots and builds its bank-ready weights
+ * ({@link planAdapter}, then {@link layOutAdapter}).
+ */
+export function mapAdapterToSlots(
+  id: string, version: string, manifest: ModelManifest, cfg: LoraAdapterConfig,
+  tensors: ReadonlyMap<string, DecodedTensor>, opts: MapOptions = {},
+): AdapterWeights {
+  return layOutAdapter(planAdapter(id, manifest, cfg, tensors, opts), version);
 }
