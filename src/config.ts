@@ -22,6 +22,8 @@ export const SETTINGS = {
   queueLimit: { flag: 'queue-limit', env: 'ADAPTERHOST_QUEUE_LIMIT', def: '1024', schema: int(1, 1_000_000), doc: 'Most rows waiting; past it requests get 429 with Retry-After.' },
   threads: { flag: 'threads', env: 'ADAPTERHOST_THREADS', def: String(os.availableParallelism()), schema: int(1, 1024), doc: 'ONNX Runtime intra-op threads (default: the CPU count).' },
   executionProvider: { flag: 'execution-provider', env: 'ADAPTERHOST_EXECUTION_PROVIDER', def: 'cpu', schema: z.enum(['cpu', 'webgpu', 'cuda', 'dml', 'coreml']), doc: 'ONNX Runtime execution provider.' },
+  workerRestartMs: { flag: 'worker-restart-ms', env: 'ADAPTERHOST_WORKER_RESTART_MS', def: '100', schema: int(0, 600_000), doc: 'After the inference worker dies, how long before it is started again, ms; doubles with every crash in a row.' },
+  workerRestartMaxMs: { flag: 'worker-restart-max-ms', env: 'ADAPTERHOST_WORKER_RESTART_MAX_MS', def: '30000', schema: int(0, 3_600_000), doc: 'The longest wait between restarts of a worker that keeps crashing, ms (a worker up for a minute starts the back-off afresh).' },
   adminToken: { flag: 'admin-token', env: 'ADAPTERHOST_ADMIN_TOKEN', def: '', schema: z.string().refine((s) => s === '' || s.length >= 16, 'must be at least 16 characters'), doc: 'Bearer token for PUT/DELETE /v1/adapters; empty disables those routes (403).' },
   maxBodyKb: { flag: 'max-body-kb', env: 'ADAPTERHOST_MAX_BODY_KB', def: '1024', schema: int(1, 1 << 20), doc: 'Largest JSON request body, KiB (413 past it).' },
   maxUploadMb: { flag: 'max-upload-mb', env: 'ADAPTERHOST_MAX_UPLOAD_MB', def: '64', schema: z.coerce.number().positive().max(1 << 14), doc: 'Largest adapter upload (both files), MB (413 past it).' },

@@ -21,6 +21,8 @@ export interface MetricsSources {
     readonly bytesOnDisk: number;
   };
   manifest: { readonly baseBytes: number };
+  /** The supervised inference worker (absent in tests that build services by hand). */
+  engine?: { readonly up: boolean; readonly restarts: number };
 }
 
 /** One finished HTTP request, as the request middleware reports it. */
@@ -161,6 +163,23 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       this.set(held > 0 ? full / held : 0);
     },
   });
+  // The inference worker: deaths (counted as they happen), restarts (attempts), up or not.
+  const workerCrashes = new Counter({
+    name: 'adapterhost_worker_crashes_total', help: 'Times the inference worker died (error, exit, out of memory) and was scheduled for a restart.', registers,
+  });
+  let seenRestarts = 0;
+  new Counter({
+    name: 'adapterhost_worker_restarts_total', help: 'Restarts of the inference worker (attempts, failed ones included; back-off doubles per crash in a row).', registers,
+    collect() {
+      const n = src?.engine?.restarts ?? 0;
+      if (n > seenRestarts) this.inc(n - seenRestarts);
+      seenRestarts = Math.max(seenRestarts, n);
+    },
+  });
+  new Gauge({
+    name: 'adapterhost_worker_up', help: '1 while the inference worker runs and takes work, 0 while it is down or restarting.', registers,
+    collect() { this.set(src?.engine ? (src.engine.up ? 1 : 0) : 0); },
+  });
   const predictions = new Counter({
     name: 'adapterhost_predictions_total', help: 'Inputs classified, per adapter (only adapters in the registry are labelled).',
     labelNames: ['adapter'] as const, registers,
@@ -172,6 +191,10 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       cache: {
         onLoad(_id, seconds, ok) { loadDuration.observe({ result: ok ? 'ok' : 'error' }, seconds); },
         onEvict() { evictions.inc(); },
+      },
+      engine: {
+        onDown() { workerCrashes.inc(); },
+        onUp() {},
       },
       onBatch(r: BatchReport) {
         batchRows.observe(r.rows);

@@ -41,7 +41,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const metrics = createMetrics();
   const services = await createServices(config, log, metrics.hooks);
   metrics.attach(services);
-  const state: ServerState = { ready: false, draining: false };
+  const state: ServerState = { ready: false, draining: false, worker: services.engine };
   const app = createApp({ config, services, metrics, log, state });
   const server = http.createServer(app);
   // Expect: 100-continue: the admin check comes before the 100 (see continueGate).

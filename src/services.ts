@@ -9,13 +9,16 @@ import { InferenceService } from './inference.js';
 import { loadManifest, type ModelManifest } from './model/manifest.js';
 import { AsyncTokenizer } from './model/async-tokenizer.js';
 import { TextTokenizer } from './model/tokenizer.js';
-import { WorkerEngine, type Engine } from './runtime/engine.js';
+import type { BatchInput } from './runtime/batch.js';
+import { WorkerEngine, type EngineEvents } from './runtime/engine.js';
 import { Batcher, type BatchReport } from './scheduler/batcher.js';
 
 /** Callbacks the metrics module plugs in (services stay metrics-free). */
 export interface ServiceHooks {
   cache?: CacheEvents;
   onBatch?(r: BatchReport): void;
+  /** The inference worker died / came back. */
+  engine?: EngineEvents;
 }
 
 /** Everything behind the HTTP layer, built once per app and passed in (no singletons). */
@@ -25,7 +28,8 @@ export interface Services {
   tokenizer: TextTokenizer;
   /** Tokenizes requests: small ones on the HTTP thread, long ones in a tokenizer thread. */
   encoder: AsyncTokenizer;
-  engine: Engine;
+  /** The supervised inference worker (restarted with back-off when it dies). */
+  engine: WorkerEngine;
   store: AdapterStore;
   loader: AdapterLoader;
   cache: AdapterCache;
@@ -55,7 +59,16 @@ export async function createServices(config: Config, log: Logger, hooks: Service
   });
   const registry = new AdapterRegistry(store, loader, cache, log.child({ component: 'registry' }));
   await registry.init();
-  const engine = await WorkerEngine.start({ modelDir, manifest, threads: config.threads, executionProvider: config.executionProvider });
+  // One real run through the model: the warm-up readiness waits for, and the probe a restarted worker must pass.
+  const warmIds = tokenizer.encode('warm-up', manifest.maxLength, true);
+  const warmBatch: BatchInput = { batch: 1, seqLen: warmIds.length, inputIds: Int32Array.from(warmIds), lengths: Int32Array.of(warmIds.length), adapters: [], rowAdapter: Int32Array.of(-1) };
+  const engine = await WorkerEngine.start({
+    modelDir, manifest, threads: config.threads, executionProvider: config.executionProvider,
+    restart: { firstDelayMs: config.workerRestartMs, maxDelayMs: Math.max(config.workerRestartMs, config.workerRestartMaxMs) },
+    probe: warmBatch,
+    log: log.child({ component: 'engine' }),
+    ...(hooks.engine ? { events: hooks.engine } : {}),
+  });
   const batcher = new Batcher({
     engine,
     maxBatchRows: config.maxBatch,
@@ -72,8 +85,7 @@ export async function createServices(config: Config, log: Logger, hooks: Service
   return {
     config, manifest, tokenizer, encoder, engine, store, loader, cache, registry, batcher, inference,
     async warmup() {
-      const ids = tokenizer.encode('warm-up', manifest.maxLength, true);
-      await engine.run({ batch: 1, seqLen: ids.length, inputIds: Int32Array.from(ids), lengths: Int32Array.of(ids.length), adapters: [], rowAdapter: Int32Array.of(-1) });
+      await engine.run(warmBatch);
     },
     async close() {
       await batcher.drain();

@@ -7,6 +7,11 @@ export interface ServerState {
   ready: boolean;
   /** True from the first SIGTERM/SIGINT: no new work, in-flight work finishes. */
   draining: boolean;
+  /**
+   * The inference worker's state, when there is one: readiness is 503 WORKER_RESTARTING while
+   * it is down (it died and is being restarted).
+   */
+  worker?: { readonly up: boolean; readonly retryAfterSeconds: number };
 }
 
 /** Refuses new work (inference, uploads, deletes) once draining; in-flight requests finish. */

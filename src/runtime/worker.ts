@@ -15,11 +15,26 @@ export interface WorkerInit {
   executionProvider: string;
 }
 
-export type WorkerRequest = { id: number; batch: BatchInput };
+/** How a test makes the worker die: `process.exit` in it, or an uncaught error. */
+export type CrashHow = 'exit' | 'throw';
+/** At once, or at the start of the next run (so a batch is in the worker when it dies). */
+export type CrashWhen = 'now' | 'next-run';
+
+export type WorkerRequest =
+  | { type: 'run'; id: number; batch: BatchInput }
+  /** Test-only (WorkerEngine.crashForTest): a real death of this thread, as a crash would be. */
+  | { type: 'crash'; how: CrashHow; when: CrashWhen };
 export type WorkerResponse = { id: number; ok: true; out: BatchOutput } | { id: number; ok: false; message: string };
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
+
+function die(how: CrashHow): void {
+  if (how === 'exit') process.exit(70); // in a worker thread this ends the thread only
+  setImmediate(() => {
+    throw new Error('crashForTest: uncaught error in the inference worker');
+  });
+}
 
 async function main(): Promise<void> {
   const session = await ort.InferenceSession.create(init.modelPath, {
@@ -30,7 +45,18 @@ async function main(): Promise<void> {
   });
   const m = init.manifest;
   const outNames = [...m.heads.map((h) => h.output), ...(m.embeddingOutput ? [m.embeddingOutput] : [])];
-  port.on('message', async ({ id, batch }: WorkerRequest) => {
+  let crashNext: CrashHow | null = null;
+  port.on('message', async (msg: WorkerRequest) => {
+    if (msg.type === 'crash') {
+      if (msg.when === 'now') die(msg.how);
+      else crashNext = msg.how;
+      return;
+    }
+    if (crashNext) {
+      die(crashNext);
+      return;
+    }
+    const { id, batch } = msg;
     try {
       const t0 = performance.now();
       const raw = buildFeeds(m, batch);
