@@ -146,6 +146,17 @@ describe('Expect: 100-continue on uploads', () => {
     assert.equal((await rawRequest(`${t.url}/v1/adapters/expect-refused`, { method: 'GET' })).status, 404, 'nothing was stored');
   });
 
+  test('the gate sees the path as Express routes it: absolute-form, other case, %2e%2e → still 401 without a 100', async () => {
+    const { body, contentType } = await langUpload();
+    const host = new URL(t.url).host;
+    for (const target of [`http://${host}/v1/adapters/expect-abs`, '/V1/Adapters/expect-case', '/v1/adapters/%2e%2e', '/v1/adapters/x?y=1']) {
+      const head = putHead(t, 'unused', contentType, body.length).replace('PUT /v1/adapters/unused ', `PUT ${target} `);
+      const r = await expectContinue(t.url, head, body);
+      assert.doesNotMatch(r.text, /100 Continue/, target);
+      assert.match(r.text, /^HTTP\/1\.1 401 /, target);
+    }
+  });
+
   test('a right token but an invalid id → 400 without a 100', async () => {
     const { body, contentType } = await langUpload();
     const r = await expectContinue(t.url, putHead(t, 'Bad..Id', contentType, body.length, `Bearer ${ADMIN_TOKEN}`), body);

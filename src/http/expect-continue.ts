@@ -5,11 +5,21 @@ import { adminCheck } from './auth.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** `PUT|DELETE /v1/adapters/{id}`: the id, or null for any other request. */
+/**
+ * For `PUT`/`DELETE` anywhere under `/v1/adapters`: the id segment as Express will see it ('' when
+ * there is not exactly one), so the admin check applies to every write there. Null otherwise.
+ * The raw path is used, not a normalized one (a URL parser would turn `%2e%2e` into a dot
+ * segment that Express does not see).
+ */
 function adminTarget(req: IncomingMessage): string | null {
   if (req.method !== 'PUT' && req.method !== 'DELETE') return null;
-  const m = /^\/v1\/adapters\/([^/?#]+)\/?(?:[?#].*)?$/.exec(req.url ?? '');
-  if (!m) return null;
+  let raw = req.url ?? '/';
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\/[^/]*/i.exec(raw); // absolute-form request target
+  if (scheme) raw = raw.slice(scheme[0].length) || '/';
+  const pathname = raw.split(/[?#]/, 1)[0]!;
+  if (!/^\/v1\/adapters(\/|$)/i.test(pathname)) return null; // Express matches routes case-insensitively
+  const m = /^\/v1\/adapters\/([^/]+)\/?$/i.exec(pathname);
+  if (!m) return '';
   try {
     return decodeURIComponent(m[1]!);
   } catch {
