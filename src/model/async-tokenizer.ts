@@ -108,7 +108,9 @@ export class AsyncTokenizer {
     if (this.closed) return;
     this.closed = true;
     const w = this.worker;
-    this.worker = null;
+    this.worker = null; // its exit is no longer a death to report
+    for (const p of this.pending.values()) p.reject(new AppError('SHUTTING_DOWN', 'the tokenizer is closed'));
+    this.pending.clear();
     if (w) await (await w.catch(() => null))?.terminate();
   }
 }
