@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2} THREADS=${THREADS:-1}   # see pretrain.py: one OpenMP thread, BLAS on both cores
 B=build/decoder
 mkdir -p "$B"
 start=$(date +%s)

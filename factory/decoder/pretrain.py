@@ -15,7 +15,9 @@ SEED = 4321
 STEPS = int(os.environ.get("PRETRAIN_STEPS", "600"))
 BATCH, SEQ = 16, 256
 LR, WARMUP = 2e-3, 100
-torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+# One torch (OpenMP) thread and OpenBLAS threads for the GEMMs: two pools on two cores thrash
+# (measured: 3x the CPU time per step). build.sh sets OPENBLAS_NUM_THREADS.
+torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 torch.manual_seed(SEED)
 T0 = time.time()
 
