@@ -134,7 +134,16 @@ const rows: Array<{ name: string; change: (cfg: AnyConfig) => void; expect: RegE
   { name: 'empty target_modules', change: (c) => (c.target_modules = []), expect: /target_modules is empty/ },
   { name: 'non-string target', change: (c) => (c.target_modules = ['query', 3]), expect: /target_modules\[1\] must be a non-empty string/ },
   { name: 'invalid target regex', change: (c) => (c.target_modules = '.*(query'), expect: /target_modules regex ".*\(query" is not a valid regular expression/ },
-  { name: 'Python-only regex syntax', change: (c) => (c.target_modules = '(?P<x>query)'), expect: /is not a valid regular expression/ },
+  { name: 'lookahead (not in RE2)', change: (c) => (c.target_modules = '(?!.*value).*query'), expect: /is not a valid regular expression \(RE2 syntax/ },
+  { name: 'backreference (not in RE2)', change: (c) => (c.target_modules = '(query)\\1'), expect: /is not a valid regular expression/ },
+  { name: 'a source that only parses once wrapped', change: (c) => (c.target_modules = 'a)|(b'), expect: /target_modules regex "a\)\|\(b" is not a valid regular expression/ },
+  { name: 'regex too complex (RE2 program size)', change: (c) => (c.target_modules = '[a-z]{999}[a-z]{999}[a-z]{999}'), expect: /is too complex: it compiles to \d+ RE2 instructions; at most 2000/ },
+  {
+    name: 'regexes together too complex',
+    change: (c) => (c.rank_pattern = Object.fromEntries(Array.from({ length: 25 }, (_, i) => [`x${i}[a-z]{900}`, 4]))),
+    expect: /together compile to more than 20000 RE2 instructions/,
+  },
+  { name: 'too many rank_pattern entries', change: (c) => (c.rank_pattern = Object.fromEntries(Array.from({ length: 4097 }, (_, i) => [`m${i}`, 4]))), expect: /rank_pattern has 4097 entries; at most 4096/ },
   { name: 'oversize regex', change: (c) => (c.target_modules = 'a'.repeat(600)), expect: /600 characters; at most 512/ },
   { name: 'invalid exclude regex', change: (c) => (c.exclude_modules = '['), expect: /exclude_modules regex "\[" is not a valid/ },
   { name: 'invalid rank_pattern key', change: (c) => (c.rank_pattern = { '(': 4 }), expect: /rank_pattern key "\(" is not a valid/ },
@@ -293,4 +302,118 @@ test('scaleFor: rsLoRA uses alpha / sqrt(r), with patterns', () => {
   const cfg = config((c) => Object.assign(c, { use_rslora: true, r: 16, rank_pattern: { value: 4 }, alpha_pattern: {} }));
   assert.equal(scaleFor(cfg, Q), 16 / Math.sqrt(16));
   assert.equal(scaleFor(cfg, V), 16 / Math.sqrt(4));
+});
+
+// ---------------------------------------------------------------------------------------
+// Regular-expression denial of service: every config regex runs on RE2 (linear time).
+
+/**
+ * Patterns that take a backtracking engine (JavaScript's RegExp, Python's re) exponential or
+ * high-polynomial time on a near-miss input: with RegExp, `(a+)+$` on 24 a's and a "!" took
+ * 1.4 s, `(a|aa)+$` on 36 took 3.6 s, `(.*a){20}` on 60 did not finish in a minute.
+ */
+const SLOW_PATH = `${'a'.repeat(64)}!`;
+const ONLY_AS = 'a'.repeat(64);
+const FAST_MS = 500;
+
+/**
+ * Each pattern with what Python's re says (worked out by hand): does it fullmatch SLOW_PATH,
+ * ONLY_AS; does it match a trailing part of `bert.<SLOW_PATH>` (rank_pattern, alpha_pattern)
+ * and stand before `.0.` in `bert.<SLOW_PATH>.0.attention.self.query` (layers_pattern).
+ */
+const CATASTROPHIC: Array<{ pattern: string; slow: boolean; onlyAs: boolean; key: boolean }> = [
+  { pattern: '(a+)+$', slow: false, onlyAs: true, key: false },
+  { pattern: '(a|aa)+$', slow: false, onlyAs: true, key: false },
+  { pattern: '(.*a){20}', slow: false, onlyAs: true, key: false },
+  { pattern: '(a*)*b', slow: false, onlyAs: false, key: false },
+  { pattern: '([a-z.]+)+X', slow: false, onlyAs: false, key: false },
+  { pattern: '(\\w+\\.?)+!', slow: true, onlyAs: false, key: true },
+];
+
+const timed = <T>(fn: () => T): { value: T; ms: number } => {
+  const t0 = performance.now();
+  const value = fn();
+  return { value, ms: performance.now() - t0 };
+};
+
+for (const { pattern, slow, onlyAs, key } of CATASTROPHIC) {
+  test(`ReDoS: ${pattern} as target_modules, exclude_modules, rank_pattern, alpha_pattern and layers_pattern: fast, and right`, { timeout: 20_000 }, () => {
+    const target = timed(() => {
+      const cfg = config((c) => (c.target_modules = pattern));
+      return [isTargeted(cfg, SLOW_PATH), isTargeted(cfg, ONLY_AS)];
+    });
+    assert.ok(target.ms < FAST_MS, `target_modules took ${target.ms.toFixed(0)} ms`);
+    assert.deepEqual(target.value, [slow, onlyAs]);
+
+    const exclude = timed(() => {
+      const cfg = config((c) => (c.exclude_modules = pattern));
+      return [isTargeted(cfg, SLOW_PATH), isTargeted(cfg, `x.${ONLY_AS}.query`), isTargeted(cfg, Q)];
+    });
+    assert.ok(exclude.ms < FAST_MS, `exclude_modules took ${exclude.ms.toFixed(0)} ms`);
+    // Targets are the list query/value: SLOW_PATH is never a target; the others are unless excluded.
+    assert.deepEqual(exclude.value, [false, true, true]);
+
+    const patterns = timed(() => {
+      const cfg = config((c) => Object.assign(c, { rank_pattern: { [pattern]: 2 }, alpha_pattern: { [pattern]: 3 } }));
+      return [rankFor(cfg, `bert.${SLOW_PATH}`), scaleFor(cfg, `bert.${SLOW_PATH}`), rankFor(cfg, Q)];
+    });
+    assert.ok(patterns.ms < FAST_MS, `rank_pattern/alpha_pattern took ${patterns.ms.toFixed(0)} ms`);
+    assert.deepEqual(patterns.value, key ? [2, 3 / 2, 8] : [8, 16 / 8, 8]);
+
+    const layers = timed(() => {
+      const cfg = config((c) => Object.assign(c, { layers_to_transform: [0], layers_pattern: pattern }));
+      return isTargeted(cfg, `bert.${SLOW_PATH}.0.attention.self.query`);
+    });
+    assert.ok(layers.ms < FAST_MS, `layers_pattern took ${layers.ms.toFixed(0)} ms`);
+    assert.equal(layers.value, key);
+  });
+}
+
+test('ReDoS: matching a catastrophic pattern against a long path stays linear', { timeout: 20_000 }, () => {
+  const cfg = config((c) => Object.assign(c, { target_modules: '(a|aa)+$', rank_pattern: { '(.*a){20}': 2 } }));
+  const long = `${'a'.repeat(5000)}!`;
+  const { ms, value } = timed(() => [isTargeted(cfg, long), rankFor(cfg, long), isTargeted(cfg, 'a'.repeat(5000))]);
+  assert.ok(ms < 2 * FAST_MS, `took ${ms.toFixed(0)} ms`);
+  assert.deepEqual(value, [false, 8, true]);
+});
+
+test('RE2 accepts what PEFT configs use, with Python semantics', () => {
+  // Python named groups and inline flags work in RE2 (they did not in JavaScript's RegExp).
+  const named = config((c) => (c.target_modules = '.*\\.(?P<m>query|value)'));
+  assert.equal(isTargeted(named, Q), true);
+  assert.equal(isTargeted(named, K), false);
+  const flags = config((c) => (c.target_modules = '(?i).*\\.QUERY'));
+  assert.equal(isTargeted(flags, Q), true);
+  // Typical LLaMA-style patterns.
+  const llama = config((c) => Object.assign(c, { target_modules: '.*\\.layers\\.\\d+\\.self_attn\\.(q_proj|v_proj)', rank_pattern: { 'model.layers.1.self_attn.q_proj': 4 } }));
+  assert.equal(isTargeted(llama, 'model.layers.12.self_attn.q_proj'), true);
+  assert.equal(isTargeted(llama, 'model.layers.12.mlp.up_proj'), false);
+  assert.equal(rankFor(llama, 'base_model.model.model.layers.1.self_attn.q_proj'), 4);
+  assert.equal(rankFor(llama, 'model.layers.11.self_attn.q_proj'), 8);
+});
+
+test('literal rank_pattern keys (EVA writes one per module) match like the regex, without one', () => {
+  // `.` in a key is any character, as in the regex; `\.` a dot; the key must match a whole trailing part of the path.
+  const keys = { 'layer.0.attention.self.query': 2, 'layer\\.1\\.attention\\.self\\.value': 3, 'self.key': 5 };
+  const cfg = config((c) => (c.rank_pattern = keys));
+  const cases: Array<[string, number]> = [
+    ['bert.encoder.layer.0.attention.self.query', 2],
+    ['layer.0.attention.self.query', 2],
+    ['bert.encoder.layerX0.attention.self.query', 2], // "." matches any character
+    ['bert.encoder.xlayer.0.attention.self.query', 8], // must start after a dot
+    ['bert.encoder.layer.1.attention.self.value', 3],
+    ['bert.encoder.layer.1Xattention.self.value', 8], // "\." is a dot
+    ['bert.encoder.layer.2.attention.self.key', 5],
+    ['bert.encoder.layer.2.attention.selfXkey', 5],
+    ['key', 8],
+    ['bert.encoder.layer.0.attention.self.query\nx', 8],
+  ];
+  for (const [path, r] of cases) assert.equal(rankFor(cfg, path), r, path);
+  // The same keys through the regex path (a non-literal character forces RE2) agree.
+  const viaRegex = config((c) => (c.rank_pattern = Object.fromEntries(Object.entries(keys).map(([k, v]) => [`(?:${k})`, v]))));
+  for (const [path, r] of cases) assert.equal(rankFor(viaRegex, path), r, `regex: ${path}`);
+  // Thousands of literal keys parse quickly (no regex is compiled for them).
+  const many = Object.fromEntries(Array.from({ length: 4096 }, (_, i) => [`model.layers.${i}.self_attn.q_proj`, 4]));
+  const { ms } = timed(() => rankFor(config((c) => (c.rank_pattern = many)), 'model.layers.4095.self_attn.q_proj'));
+  assert.ok(ms < 2 * FAST_MS, `4096 literal keys took ${ms.toFixed(0)} ms`);
 });

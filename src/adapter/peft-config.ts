@@ -8,18 +8,32 @@
  * ignored at its inactive value, so configs written by newer PEFT versions still load.
  *
  * Regexes (a string `target_modules`/`exclude_modules`, `rank_pattern`/`alpha_pattern` keys,
- * `layers_pattern`) come from untrusted configs. They are length-capped and compiled with
- * JavaScript `RegExp` semantics (no flags); Python's `re` syntax mostly overlaps, but Python-only
- * constructs such as `(?P<name>...)` are refused as invalid. The length cap does not make
- * every pattern cheap: module paths are matched against them, and those come from the base
- * model, so they are short.
+ * `layers_pattern`) come from untrusted configs, and a backtracking engine (JavaScript's
+ * `RegExp`, Python's `re`) can spend exponential time on a 14-character pattern such as
+ * `(a|aa)+$`. So they are compiled with RE2 (re2js), whose matching time is linear in the
+ * input and the pattern's size, whatever the pattern: RE2 syntax, which is Python's `re`
+ * syntax without backreferences and lookaround (`(?P<name>…)` and inline flags such as `(?i)`
+ * work). Each is capped in length and in compiled size, a config in how many it may hold, and
+ * keys made only of name characters and dots (the usual `rank_pattern` keys) are matched
+ * without a regex engine at all.
  */
-import { AppError, throwIfProblems } from '../errors.js';
+import { RE2JS } from 're2js';
+import { AppError, echo, throwIfProblems } from '../errors.js';
 
 /** Default cap on the size of `adapter_config.json`, in bytes (1 MiB). */
 export const DEFAULT_MAX_CONFIG_BYTES = 1024 * 1024;
 /** Longest regex source (or target module name) accepted from a config. */
 export const MAX_REGEX_LENGTH = 512;
+/**
+ * Largest compiled RE2 program (instructions) of one regex: bounds the time to compile it and
+ * to match it against a module path. Real PEFT patterns take well under 200;
+ * `[a-z]{999}` alone takes about 1000.
+ */
+export const MAX_REGEX_PROGRAM = 2000;
+/** Most compiled RE2 instructions over all the regexes of one config (literal keys do not count). */
+export const MAX_CONFIG_PROGRAM = 20_000;
+/** Most entries in each of `rank_pattern` and `alpha_pattern` (EVA writes one per module). */
+export const MAX_PATTERN_ENTRIES = 4096;
 /** Most labels an `id2label` map may hold. */
 export const MAX_LABELS = 4096;
 
@@ -155,13 +169,7 @@ function isObject(v: unknown): v is JsonObject {
 
 /** A short, JSON-escaped rendering of an untrusted value for messages. */
 function show(v: unknown): string {
-  let s: string;
-  try {
-    s = JSON.stringify(v) ?? String(v);
-  } catch {
-    s = `(a ${typeof v})`;
-  }
-  return s.length > SHOWN_CHARS ? `${s.slice(0, SHOWN_CHARS)}…` : s;
+  return echo(v, SHOWN_CHARS);
 }
 
 /** null, undefined, false, "", [] or {}: the values a disabled feature is written with. */
@@ -171,16 +179,104 @@ function isInactive(v: unknown): boolean {
   return isObject(v) && Object.keys(v).length === 0;
 }
 
-/** Compiles an untrusted regex; returns the RegExp or a problem naming `what`. */
-function compile(what: string, source: string, wrap: (s: string) => string): RegExp | string {
+/**
+ * A compiled pattern from a config. `test` answers whether the (wrapped) pattern matches a
+ * module path; `lastGroup` returns the last capture group of the match (layer indices).
+ */
+interface Pattern {
+  test(path: string): boolean;
+  lastGroup(path: string): string | null;
+  /** RE2 instructions: 0 for a literal key matched without an engine. */
+  size: number;
+}
+
+/** What the parser compiled for one config, kept for the matchers (nothing is compiled twice). */
+interface Compiled {
+  /** RE2 instructions so far over the whole config. */
+  size: number;
+  bySource: Map<string, Pattern>;
+}
+
+/** RE2 with a wrapped source; linear-time matching. */
+function re2Pattern(re: RE2JS): Pattern {
+  return {
+    test: (path) => re.test(path),
+    lastGroup: (path) => {
+      const m = re.exec(path);
+      return m ? (m[m.length - 1] as string | undefined) ?? null : null;
+    },
+    size: re.programSize(),
+  };
+}
+
+/** A key made only of name characters, `.` (any character, as in the regex) and `\.` (a dot). */
+const LITERAL_KEY = /^(?:[A-Za-z0-9_-]|\\\.|\.)+$/;
+
+/**
+ * PEFT's `get_pattern_key` regex `(.*\.)?(KEY)$` for a literal-like key, without an engine:
+ * the last |KEY| characters match KEY (`.` any character but a newline), and what comes
+ * before them is nothing or ends with a dot.
+ */
+function literalKeyPattern(key: string): Pattern {
+  const tokens: Array<string | null> = []; // a character, or null for "any"
+  for (let i = 0; i < key.length; i++) {
+    if (key[i] === '\\') tokens.push(key[++i]!);
+    else tokens.push(key[i] === '.' ? null : key[i]!);
+  }
+  const n = tokens.length;
+  return {
+    test: (path) => {
+      const start = path.length - n;
+      if (start < 0) return false;
+      if (start > 0 && path[start - 1] !== '.') return false;
+      for (let i = 0; i < start; i++) if (path[i] === '\n') return false;
+      for (let i = 0; i < n; i++) {
+        const c = path[start + i]!;
+        const t = tokens[i];
+        if (t === null ? c === '\n' : c !== t) return false;
+      }
+      return true;
+    },
+    lastGroup: () => null,
+    size: 0,
+  };
+}
+
+/**
+ * Compiles an untrusted regex (RE2) within the caps; returns the Pattern or a problem naming
+ * `what`. `literalKey`: a `rank_pattern`/`alpha_pattern` key that may take the literal path.
+ */
+function compile(what: string, source: string, wrap: (s: string) => string, budget: Compiled, literalKey = false): Pattern | string {
   if (source.length > MAX_REGEX_LENGTH) {
     return `${what} ${show(source)} is ${source.length} characters; at most ${MAX_REGEX_LENGTH} are accepted`;
   }
-  try {
-    return new RegExp(wrap(source));
-  } catch (e) {
-    return `${what} ${show(source)} is not a valid regular expression (JavaScript RegExp syntax): ${(e as Error).message}`;
+  const key = `${wrap(source)}`;
+  const known = budget.bySource.get(key);
+  if (known) return known;
+  let p: Pattern;
+  if (literalKey && LITERAL_KEY.test(source)) {
+    p = literalKeyPattern(source);
+  } else {
+    let re: RE2JS;
+    try {
+      // The source alone first: it must be a regex by itself, as Python compiles it
+      // (`a)|(b` is not, though wrapped it would parse, and mean something else).
+      RE2JS.compile(source);
+      re = RE2JS.compile(key);
+    } catch (e) {
+      return `${what} ${show(source)} is not a valid regular expression (RE2 syntax: Python's re without backreferences or lookaround): ${(e as Error).message.slice(0, 200)}`;
+    }
+    p = re2Pattern(re);
+    if (p.size > MAX_REGEX_PROGRAM) {
+      return `${what} ${show(source)} is too complex: it compiles to ${p.size} RE2 instructions; at most ${MAX_REGEX_PROGRAM} are accepted`;
+    }
+    if (budget.size + p.size > MAX_CONFIG_PROGRAM) {
+      return `${what} ${show(source)}: the config's regexes together compile to more than ${MAX_CONFIG_PROGRAM} RE2 instructions`;
+    }
   }
+  budget.size += p.size;
+  budget.bySource.set(key, p);
+  return p;
 }
 
 /** Python `re.fullmatch(source, path)`. */
@@ -189,7 +285,7 @@ const fullMatch = (s: string): string => `^(?:${s})$`;
 const patternKey = (s: string): string => `^(.*\\.)?(${s})$`;
 /** PEFT layer index with a layers_pattern: `re.match(rf".*\.{pattern}\.(\d+)\.", path)`. */
 const layerPattern = (s: string): string => `^.*\\.(?:${s})\\.(\\d+)\\.`;
-/** PEFT layer index without a layers_pattern: the last `<name>.<digits>.` in the path. */
+/** PEFT layer index without a layers_pattern: the last `<name>.<digits>.` in the path (a trusted, fixed regex). */
 const ANY_LAYER = /^.*\.[^.]*\.(\d+)\./;
 
 /** Turns the input into a JSON object, or throws naming why it is not one. */
@@ -239,9 +335,10 @@ function readModuleSelector(
   field: string,
   v: string | unknown[],
   problems: string[],
+  compiled: Compiled,
 ): string[] | { regex: string } | undefined {
   if (typeof v === 'string') {
-    const re = compile(`${field} regex`, v, fullMatch);
+    const re = compile(`${field} regex`, v, fullMatch, compiled);
     if (typeof re === 'string') {
       problems.push(re);
       return undefined;
@@ -264,7 +361,7 @@ function readModuleSelector(
   return ok ? names : undefined;
 }
 
-function readTargets(v: unknown, problems: string[]): string[] | { regex: string } | undefined {
+function readTargets(v: unknown, problems: string[], compiled: Compiled): string[] | { regex: string } | undefined {
   if (v === undefined || v === null) {
     problems.push('target_modules is missing: the engine cannot infer target modules from the architecture');
     return undefined;
@@ -281,17 +378,17 @@ function readTargets(v: unknown, problems: string[]): string[] | { regex: string
     problems.push(`target_modules must be a list of module names or a regex string, got ${show(v)}`);
     return undefined;
   }
-  return readModuleSelector('target_modules', v, problems);
+  return readModuleSelector('target_modules', v, problems, compiled);
 }
 
-function readExcludes(v: unknown, problems: string[]): string[] | { regex: string } | null | undefined {
+function readExcludes(v: unknown, problems: string[], compiled: Compiled): string[] | { regex: string } | null | undefined {
   // PEFT skips exclusion when exclude_modules is falsy ("" or []).
   if (v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0)) return null;
   if (typeof v !== 'string' && !Array.isArray(v)) {
     problems.push(`exclude_modules must be null, a list of module names or a regex string, got ${show(v)}`);
     return undefined;
   }
-  return readModuleSelector('exclude_modules', v, problems);
+  return readModuleSelector('exclude_modules', v, problems, compiled);
 }
 
 function readBool(raw: JsonObject, field: string, problems: string[]): boolean {
@@ -315,6 +412,7 @@ function readPattern(
   field: 'rank_pattern' | 'alpha_pattern',
   maxRank: number | undefined,
   problems: string[],
+  compiled: Compiled,
 ): Record<string, number> {
   const v = raw[field];
   if (v === undefined || v === null) return {};
@@ -322,9 +420,14 @@ function readPattern(
     problems.push(`${field} must be an object mapping module patterns to numbers, got ${show(v)}`);
     return {};
   }
+  const all = Object.entries(v);
+  if (all.length > MAX_PATTERN_ENTRIES) {
+    problems.push(`${field} has ${all.length} entries; at most ${MAX_PATTERN_ENTRIES} are accepted`);
+    return {};
+  }
   const entries: Array<[string, number]> = [];
-  for (const [key, value] of Object.entries(v)) {
-    const re = compile(`${field} key`, key, patternKey);
+  for (const [key, value] of all) {
+    const re = compile(`${field} key`, key, patternKey, compiled, true);
     if (typeof re === 'string') problems.push(re);
     if (field === 'rank_pattern') {
       if (!isPositiveInt(value)) {
@@ -357,7 +460,7 @@ function readLayersToTransform(v: unknown, problems: string[]): number[] | null 
   return list as number[];
 }
 
-function readLayersPattern(v: unknown, problems: string[]): string[] | null {
+function readLayersPattern(v: unknown, problems: string[], compiled: Compiled): string[] | null {
   if (v === undefined || v === null || v === '') return null;
   const list = typeof v === 'string' ? [v] : v;
   if (!Array.isArray(list) || list.some((p) => typeof p !== 'string' || p.length === 0)) {
@@ -366,7 +469,7 @@ function readLayersPattern(v: unknown, problems: string[]): string[] | null {
   }
   if (list.length === 0) return null;
   for (const p of list as string[]) {
-    const re = compile('layers_pattern', p, layerPattern);
+    const re = compile('layers_pattern', p, layerPattern, compiled);
     if (typeof re === 'string') problems.push(re);
   }
   return list as string[];
@@ -503,8 +606,10 @@ export function parsePeftConfig(input: string | Uint8Array | unknown, opts: Pars
   if (alpha === undefined) problems.push('lora_alpha is missing');
   else if (!isPositiveNumber(alpha)) problems.push(`lora_alpha must be a positive number, got ${show(alpha)}`);
 
-  const targetModules = readTargets(raw['target_modules'], problems);
-  const excludeModules = readExcludes(raw['exclude_modules'], problems);
+  // Every regex is compiled once, here, within one budget; the matchers reuse them.
+  const compiled: Compiled = { size: 0, bySource: new Map() };
+  const targetModules = readTargets(raw['target_modules'], problems, compiled);
+  const excludeModules = readExcludes(raw['exclude_modules'], problems, compiled);
   const useRslora = readBool(raw, 'use_rslora', problems);
   const fanInFanOut = readBool(raw, 'fan_in_fan_out', problems);
 
@@ -520,10 +625,10 @@ export function parsePeftConfig(input: string | Uint8Array | unknown, opts: Pars
 
   const taskType = readOptionalString(raw, 'task_type', problems);
   const baseModelNameOrPath = readOptionalString(raw, 'base_model_name_or_path', problems);
-  const rankPattern = readPattern(raw, 'rank_pattern', maxRank, problems);
-  const alphaPattern = readPattern(raw, 'alpha_pattern', undefined, problems);
+  const rankPattern = readPattern(raw, 'rank_pattern', maxRank, problems, compiled);
+  const alphaPattern = readPattern(raw, 'alpha_pattern', undefined, problems, compiled);
   const layersToTransform = readLayersToTransform(raw['layers_to_transform'], problems);
-  const layersPattern = readLayersPattern(raw['layers_pattern'], problems);
+  const layersPattern = readLayersPattern(raw['layers_pattern'], problems, compiled);
   // PEFT's own LoraConfig rules: layer selection only works with a list of targets.
   if (typeof raw['target_modules'] === 'string' && layersToTransform !== null) {
     problems.push('layers_to_transform cannot be used when target_modules is a regex string');
@@ -552,7 +657,7 @@ export function parsePeftConfig(input: string | Uint8Array | unknown, opts: Pars
 
   throwIfProblems('INVALID_ADAPTER_CONFIG', 'invalid adapter_config.json', problems);
   const freezeSelector = <T extends string[] | { regex: string } | null>(s: T): T => Object.freeze(s);
-  return Object.freeze({
+  const cfg: LoraAdapterConfig = Object.freeze({
     peftType: 'LORA',
     r: r as number,
     loraAlpha: alpha as number,
@@ -570,39 +675,50 @@ export function parsePeftConfig(input: string | Uint8Array | unknown, opts: Pars
     layersPattern: layersPattern && (Object.freeze([...layersPattern]) as string[]),
     labels: labels && (Object.freeze(labels) as string[]),
   });
+  matchersCache.set(cfg, buildMatchers(cfg, compiled));
+  return cfg;
 }
 
-/** The regexes of one config, compiled once. */
+/** The patterns of one config, compiled once, and what they answered per module path. */
 interface Matchers {
-  target: RegExp | null;
-  exclude: RegExp | null;
-  layers: RegExp[] | null;
-  ranks: Array<[RegExp, number]>;
-  alphas: Array<[RegExp, number]>;
+  target: Pattern | null;
+  exclude: Pattern | null;
+  layers: Pattern[] | null;
+  ranks: Array<[Pattern, number]>;
+  alphas: Array<[Pattern, number]>;
+  /** Module path → rank_pattern / alpha_pattern value (undefined: none matched). */
+  rankOf: Map<string, number | undefined>;
+  alphaOf: Map<string, number | undefined>;
 }
 
 const matchersCache = new WeakMap<LoraAdapterConfig, Matchers>();
 
-function mustCompile(what: string, source: string, wrap: (s: string) => string): RegExp {
-  const re = compile(what, source, wrap);
-  if (typeof re === 'string') throw new AppError('INVALID_ADAPTER_CONFIG', `invalid adapter config: ${re}`, { problems: [re] });
-  return re;
+/** Builds the matchers from `compiled` (parse time) or compiles afresh (a config made some other way). */
+function buildMatchers(cfg: LoraAdapterConfig, compiled: Compiled = { size: 0, bySource: new Map() }): Matchers {
+  const must = (what: string, source: string, wrap: (s: string) => string, literalKey = false): Pattern => {
+    const p = compile(what, source, wrap, compiled, literalKey);
+    if (typeof p === 'string') throw new AppError('INVALID_ADAPTER_CONFIG', `invalid adapter config: ${p}`, { problems: [p] });
+    return p;
+  };
+  const selector = (what: string, sel: string[] | { regex: string } | null): Pattern | null =>
+    sel !== null && !Array.isArray(sel) ? must(what, sel.regex, fullMatch) : null;
+  const patterns = (what: string, p: Record<string, number>): Array<[Pattern, number]> =>
+    Object.entries(p).map(([k, v]) => [must(what, k, patternKey, true), v]);
+  return {
+    target: selector('target_modules regex', cfg.targetModules),
+    exclude: selector('exclude_modules regex', cfg.excludeModules),
+    layers: cfg.layersPattern && cfg.layersPattern.map((p) => must('layers_pattern', p, layerPattern)),
+    ranks: patterns('rank_pattern key', cfg.rankPattern),
+    alphas: patterns('alpha_pattern key', cfg.alphaPattern),
+    rankOf: new Map(),
+    alphaOf: new Map(),
+  };
 }
 
 function matchersFor(cfg: LoraAdapterConfig): Matchers {
   let m = matchersCache.get(cfg);
   if (m === undefined) {
-    const selector = (what: string, s: string[] | { regex: string } | null): RegExp | null =>
-      s !== null && !Array.isArray(s) ? mustCompile(what, s.regex, fullMatch) : null;
-    const patterns = (what: string, p: Record<string, number>): Array<[RegExp, number]> =>
-      Object.entries(p).map(([k, v]) => [mustCompile(what, k, patternKey), v]);
-    m = {
-      target: selector('target_modules regex', cfg.targetModules),
-      exclude: selector('exclude_modules regex', cfg.excludeModules),
-      layers: cfg.layersPattern && cfg.layersPattern.map((p) => mustCompile('layers_pattern', p, layerPattern)),
-      ranks: patterns('rank_pattern key', cfg.rankPattern),
-      alphas: patterns('alpha_pattern key', cfg.alphaPattern),
-    };
+    m = buildMatchers(cfg);
     matchersCache.set(cfg, m);
   }
   return m;
@@ -613,9 +729,13 @@ const endsWithModule = (path: string, names: readonly string[]): boolean =>
 
 /** PEFT's layer index of a module path, or null when it has none. */
 function layerIndex(m: Matchers, path: string): number | null {
-  for (const re of m.layers ?? [ANY_LAYER]) {
-    const found = re.exec(path);
-    if (found) return Number(found[found.length - 1]);
+  if (m.layers === null) {
+    const found = ANY_LAYER.exec(path);
+    return found ? Number(found[1]) : null;
+  }
+  for (const p of m.layers) {
+    const group = p.lastGroup(path);
+    if (group !== null) return Number(group);
   }
   return null;
 }
@@ -641,14 +761,18 @@ export function isTargeted(cfg: LoraAdapterConfig, modulePath: string): boolean 
   return index !== null && cfg.layersToTransform.includes(index);
 }
 
-/** PEFT's `get_pattern_key`: the first pattern (in key order) matching the path wins. */
-function patternValue(patterns: ReadonlyArray<[RegExp, number]>, path: string): number | undefined {
-  return patterns.find(([re]) => re.test(path))?.[1];
+/** PEFT's `get_pattern_key`: the first pattern (in key order) matching the path wins; remembered per path. */
+function patternValue(patterns: ReadonlyArray<[Pattern, number]>, memo: Map<string, number | undefined>, path: string): number | undefined {
+  if (memo.has(path)) return memo.get(path);
+  const v = patterns.find(([p]) => p.test(path))?.[1];
+  memo.set(path, v);
+  return v;
 }
 
 /** Rank for one module: the first matching `rank_pattern` entry, else `r`. */
 export function rankFor(cfg: LoraAdapterConfig, modulePath: string): number {
-  return patternValue(matchersFor(cfg).ranks, modulePath) ?? cfg.r;
+  const m = matchersFor(cfg);
+  return patternValue(m.ranks, m.rankOf, modulePath) ?? cfg.r;
 }
 
 /**
@@ -656,7 +780,8 @@ export function rankFor(cfg: LoraAdapterConfig, modulePath: string): number {
  * and alpha honour `rank_pattern` and `alpha_pattern`.
  */
 export function scaleFor(cfg: LoraAdapterConfig, modulePath: string): number {
+  const m = matchersFor(cfg);
   const r = rankFor(cfg, modulePath);
-  const alpha = patternValue(matchersFor(cfg).alphas, modulePath) ?? cfg.loraAlpha;
+  const alpha = patternValue(m.alphas, m.alphaOf, modulePath) ?? cfg.loraAlpha;
   return cfg.useRslora ? alpha / Math.sqrt(r) : alpha / r;
 }
