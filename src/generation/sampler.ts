@@ -244,7 +244,6 @@ export class Sampler {
     }
     return x;
   }
-
 }
 
 /**
