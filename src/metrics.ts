@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheEvents } from './adapter/cache.js';
 import type { BatchReport } from './scheduler/batcher.js';
+import { createGenerationMetrics, type GenerationSources } from './generation/metrics.js';
 import type { ServiceHooks } from './services.js';
 
 /**
@@ -23,6 +24,8 @@ export interface MetricsSources {
   manifest: { readonly baseBytes: number };
   /** The supervised inference worker (absent in tests that build services by hand). */
   engine?: { readonly up: boolean; readonly restarts: number };
+  /** The text-generation bases: their schedulers and adapter registries. */
+  generation?: ReadonlyArray<{ scheduler: ReturnType<GenerationSources['schedulers']>[number]; registry: { has(id: string): boolean } }>;
 }
 
 /** One finished HTTP request, as the request middleware reports it. */
@@ -185,9 +188,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     labelNames: ['adapter'] as const, registers,
   });
 
+  const generation = createGenerationMetrics(registry);
   return {
     registry,
     hooks: {
+      generation,
       cache: {
         onLoad(_id, seconds, ok) { loadDuration.observe({ result: ok ? 'ok' : 'error' }, seconds); },
         onEvict() { evictions.inc(); },
@@ -207,6 +212,12 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     attach(sources) {
       src = sources;
+      const gen = sources.generation ?? [];
+      generation.attach({
+        schedulers: () => gen.map((g) => g.scheduler),
+        knownModel: (id) => gen.some((g) => g.registry.has(id)),
+        maxLora: Math.max(0, ...gen.map((g) => g.scheduler.stats.maxRunning)),
+      });
     },
     observeRequest(o) {
       const method = METHODS.has(o.method) ? o.method : 'OTHER';

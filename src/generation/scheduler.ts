@@ -105,6 +105,7 @@ export class GenerationScheduler {
       kvReservedBytes: this.reservedBytes,
       kvBytes: this.kvBytesNow,
       kvBudgetBytes: this.o.kvBudgetBytes,
+      maxRunning: this.o.maxRunning,
       runningAdapters: [...new Set(this.running.map((s) => s.job.adapterId).filter((x): x is string => x !== null))],
       waitingAdapters: [...new Set(this.waiting.map((s) => s.job.adapterId).filter((x): x is string => x !== null))],
     };

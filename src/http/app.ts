@@ -13,6 +13,7 @@ import { healthRoutes } from './routes-health.js';
 import { metricsRoutes } from './routes-metrics.js';
 import { modelsRoutes } from './routes-models.js';
 import { predictRoutes } from './routes-predict.js';
+import { generationRoutes } from './routes-generation.js';
 
 export type { ServerState } from './admission.js';
 
@@ -41,6 +42,12 @@ export function createApp({ config, services, metrics, log, state }: AppDeps): E
   app.use(adapterRoutes(config, services, state));
   app.use(predictRoutes(config.maxBodyKb, services, metrics, state));
   app.use(embeddingsRoutes(config.maxBodyKb, services, state));
+  app.use(generationRoutes(config.maxBodyKb, {
+    bases: services.generation.map((g) => g.service),
+    notGenerative: (model) => (model === services.manifest.baseModel || services.manifest.aliases.includes(model) || services.registry.has(model)
+      ? `model "${model}" is a ${services.manifest.task} model (base ${services.manifest.baseModel}): it cannot generate text; use /v1/predict or /v1/embeddings`
+      : null),
+  }, state));
   app.use(routeNotFound());
   app.use(errorHandler());
   return app;

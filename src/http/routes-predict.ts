@@ -8,7 +8,7 @@ import { jsonBody } from './json-body.js';
 import { parseBody, PredictRequest } from './schemas.js';
 
 /** `POST /v1/predict`: one label list per input, from the named adapter's head. */
-export function predictRoutes(maxBodyKb: number, services: Pick<Services, 'inference'>, metrics: Metrics, state: ServerState): Router {
+export function predictRoutes(maxBodyKb: number, services: Pick<Services, 'inference' | 'generation'>, metrics: Metrics, state: ServerState): Router {
   const r = Router();
   r.post('/v1/predict', acceptingWork(state), ...jsonBody(maxBodyKb), async (req, res) => {
     const body: unknown = req.body;
@@ -17,6 +17,8 @@ export function predictRoutes(maxBodyKb: number, services: Pick<Services, 'infer
     }
     const q = parseBody(PredictRequest, body, 'invalid predict request');
     const id = validateAdapterId(q.adapter_id);
+    const gen = services.generation?.find((g) => g.registry.has(id));
+    if (gen) throw new AppError('BAD_REQUEST', `adapter "${id}" is a text-generation adapter of ${gen.manifest.baseModel}: it has no classification head; use /v1/chat/completions or /v1/completions`);
     const inputs = typeof q.inputs === 'string' ? [q.inputs] : q.inputs;
     const predictions = await services.inference.predict(id, inputs, q.truncate ?? false);
     metrics.countPredictions(id, inputs.length);

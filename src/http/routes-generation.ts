@@ -1,0 +1,88 @@
+import { randomUUID } from 'node:crypto';
+import { Router, type NextFunction, type Request, type Response } from 'express';
+import { AppError, isAppError } from '../errors.js';
+import type { GenerateInput, GenerateResult, GenerationService } from '../generation/service.js';
+import { acceptingWork, type ServerState } from './admission.js';
+import { jsonBody } from './json-body.js';
+import { openAiErrorBody } from './openai-errors.js';
+import { parseChatRequest, parseCompletionRequest, type GenerationRequest } from './openai-schemas.js';
+import { SseStream } from './sse.js';
+
+/** Where generation requests go, and what to say about models that cannot generate. */
+export interface GenerationRouting {
+  /** The decoder bases, each with its adapters. */
+  bases: readonly GenerationService[];
+  /** Why `model` cannot generate when it names a non-generative base or adapter (e.g. a classifier), else null. */
+  notGenerative(model: string): string | null;
+}
+
+function resolve(routing: GenerationRouting, model: string): GenerationService {
+  const svc = routing.bases.find((b) => b.serves(model));
+  if (svc) return svc;
+  const why = routing.notGenerative(model);
+  if (why) throw new AppError('BAD_REQUEST', why);
+  const names = routing.bases.map((b) => b.name).join(', ') || 'none is loaded';
+  throw new AppError('MODEL_NOT_FOUND', `model "${model.slice(0, 80)}" does not exist: name a text-generation base (${names}) or one of its adapters (GET /v1/models lists them)`);
+}
+
+const usage = (r: GenerateResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
+
+/**
+ * `POST /v1/completions` and `POST /v1/chat/completions` in OpenAI's shapes, streamed (SSE)
+ * or not. A client that disconnects cancels its sequence (it stops within a step and its KV
+ * cache is freed). Errors use OpenAI's error object so SDKs surface them.
+ */
+export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, state: ServerState): Router {
+  const r = Router();
+  const handle = (kind: 'completion' | 'chat') => async (req: Request, res: Response) => {
+    const q: GenerationRequest & { prompt?: string; messages?: GenerateInput['messages'] } = kind === 'chat' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
+    const svc = resolve(routing, q.model);
+    const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const base = { id, created, model: q.model, system_fingerprint: null };
+    const ac = new AbortController();
+    res.on('close', () => { if (!res.writableFinished) ac.abort(); });
+    const input: GenerateInput = { model: q.model, maxTokens: q.maxTokens, sampling: q.sampling, stop: q.stop, ...(q.messages ? { messages: q.messages } : { prompt: q.prompt ?? '' }) };
+    if (!q.stream) {
+      let result: GenerateResult | null = null;
+      let failure: AppError | null = null;
+      await svc.generate(input, { onText: () => undefined, onDone: (x) => { result = x; }, onError: (e) => { failure = e; } }, ac.signal);
+      if (failure) throw failure;
+      if (!result) return; // the client went away
+      const out = result as GenerateResult;
+      res.json(kind === 'chat'
+        ? { ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: out.text }, logprobs: null, finish_reason: out.finishReason }], usage: usage(out) }
+        : { ...base, object: 'text_completion', choices: [{ index: 0, text: out.text, logprobs: null, finish_reason: out.finishReason }], usage: usage(out) });
+      return;
+    }
+    const sse = new SseStream(res);
+    const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    const chunk = (delta: string | null, finish: string | null, role = false) => (kind === 'chat'
+      ? { ...base, object, choices: [{ index: 0, delta: finish ? {} : { ...(role ? { role: 'assistant' } : {}), content: delta ?? '' }, logprobs: null, finish_reason: finish }] }
+      : { ...base, object, choices: [{ index: 0, text: delta ?? '', logprobs: null, finish_reason: finish }] });
+    await svc.generate(input, {
+      onStart: () => { if (kind === 'chat') sse.send(chunk('', null, true)); },
+      onText: (t) => { sse.send(chunk(t, null)); },
+      onDone: (x) => {
+        sse.send(chunk(null, x.finishReason));
+        if (q.includeUsage) sse.send({ ...base, object, choices: [], usage: usage(x) });
+        sse.done();
+      },
+      onError: (e) => {
+        // Headers are gone: the error travels in the stream, as OpenAI does, then the stream ends.
+        sse.send(openAiErrorBody(e));
+        sse.done();
+      },
+    }, ac.signal);
+  };
+  const wrap = (fn: (req: Request, res: Response) => Promise<void>) => (req: Request, res: Response, next: NextFunction) => { fn(req, res).catch(next); };
+  r.post('/v1/completions', acceptingWork(state), ...jsonBody(maxBodyKb), wrap(handle('completion')));
+  r.post('/v1/chat/completions', acceptingWork(state), ...jsonBody(maxBodyKb), wrap(handle('chat')));
+  // OpenAI's error object on these routes (the SDKs read message, type, code, param).
+  r.use(['/v1/completions', '/v1/chat/completions'], (err: unknown, _req: Request, res: Response, next: NextFunction) => {
+    if (!isAppError(err) || res.headersSent) return next(err);
+    for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+    res.status(err.status).json(openAiErrorBody(err));
+  });
+  return r;
+}
