@@ -203,3 +203,32 @@ describe('generation flood past the queue', () => {
     }
   });
 });
+
+describe('generation during a graceful shutdown', () => {
+  test('readiness drops, new requests get 503, a running stream finishes with [DONE]', async () => {
+    const t = await start();
+    try {
+      const res = await fetch(`${t.url}/v1/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny-all', prompt: 'shutdown', max_tokens: 60, temperature: 0, stream: true }),
+      });
+      const reader = res.body!.getReader();
+      let raw = new TextDecoder().decode((await reader.read()).value);
+      const closing = t.s.close();
+      assert.equal(t.s.state.draining, true);
+      // A new request gets 503 (on a kept-alive connection) or no connection at all (the listener is closed).
+      const late = await postJson(`${t.url}/v1/completions`, { model: 'tiny-all', prompt: 'late' }).then((r) => r.status, () => 'refused');
+      assert.ok(late === 503 || late === 'refused', String(late));
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        raw += new TextDecoder().decode(value);
+      }
+      assert.ok(raw.trimEnd().endsWith('data: [DONE]'), 'the running stream completed');
+      assert.match(raw, /"finish_reason":"(length|stop)"/);
+      await closing;
+    } finally {
+      await t.stop();
+    }
+  });
+});
