@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # adapterhost: one ONNX base model, many LoRA adapters. Build: docker build -t adapterhost .
-# Run:   docker run -p 8080:8080 -e ADAPTERHOST_ADMIN_TOKEN=... -v adapters:/app/adapters adapterhost
+# Run:   docker run -p 8080:8080 -e ADAPTERHOST_ADMIN_TOKEN=... -v adapters:/app/adapters -v adapters-llm:/app/adapters-llm adapterhost
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -19,13 +19,15 @@ ENV NODE_ENV=production \
     ONNXRUNTIME_NODE_INSTALL=skip \
     ADAPTERHOST_HOST=0.0.0.0 \
     ADAPTERHOST_PORT=8080 \
-    ADAPTERHOST_MODEL_DIR=/app/models/demo \
-    ADAPTERHOST_ADAPTERS_DIR=/app/adapters
+    ADAPTERHOST_MODEL_DIR=/app/models/demo,/app/models/demo-llm \
+    ADAPTERHOST_ADAPTERS_DIR=/app/adapters,/app/adapters-llm
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
 COPY models/demo ./models/demo
+COPY models/demo-llm ./models/demo-llm
 COPY --chown=node:node adapters ./adapters
+COPY --chown=node:node adapters-llm ./adapters-llm
 USER node
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
