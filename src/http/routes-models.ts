@@ -20,9 +20,9 @@ interface ModelView {
 }
 
 /** A base with its adapters, as the model routes see it. */
-interface BaseEntry { manifest: ModelManifest; registry: Pick<AdapterRegistry, 'list' | 'has' | 'get'> }
+export interface BaseEntry { manifest: ModelManifest; registry: AdapterRegistry }
 
-/** Every loaded base, the encoder first, with its adapter registry. */
+/** Every loaded base, the encoder first, with its adapter registry (adapter ids are unique across them). */
 export function allBases(services: Pick<Services, 'manifest' | 'registry' | 'generation'>): BaseEntry[] {
   return [{ manifest: services.manifest, registry: services.registry }, ...(services.generation ?? []).map((g) => ({ manifest: g.manifest, registry: g.registry }))];
 }
