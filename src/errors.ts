@@ -44,7 +44,7 @@ export const ECHO_CHARS = 80;
 /** Longest message an AppError carries; past it the message is cut (a safety net behind {@link clip}). */
 export const MAX_MESSAGE_CHARS = 4096;
 /** Most problems {@link throwIfProblems} lists in a message; the rest are counted. */
-export const MAX_LISTED_PROBLEMS = 32;
+export const MAX_LISTED_PROBLEMS = 40;
 
 /** `s` cut to `max` characters, with `…` when something was cut. Use it on every piece of client input a message repeats. */
 export function clip(s: string, max = ECHO_CHARS): string {

@@ -38,6 +38,11 @@ const PATH_IDS: Array<[string, string]> = [
   ['a store temp name', '.tmp-lang-0123'],
   ['space %20lang', '%20lang'],
   ['newline lang%0A', 'lang%0A'],
+  // Valid on Linux, but not as a directory on other file systems (Windows device names, a trailing dot).
+  ['Windows device name con', 'con'],
+  ['Windows device name with an extension nul.json', 'nul.json'],
+  ['Windows device name com1', 'com1'],
+  ['trailing dot lang.', 'lang.'],
 ];
 
 /**

@@ -149,6 +149,27 @@ describe('requests against a server with an admin token', () => {
     await assertLangServes(t.url);
   });
 
+  test('an empty list is refused naming the field the client sent: "input" for embeddings, "inputs" for predict', async () => {
+    const e = await postJson(t.url, '/v1/embeddings', { model: 'lang', input: [] });
+    isError(e, 400, 'BAD_REQUEST');
+    assert.match(e.body.error.message, /"input" must hold at least one text/);
+    assert.doesNotMatch(e.body.error.message, /inputs/);
+    const p = await predict(t.url, 'lang', []);
+    isError(p, 400, 'BAD_REQUEST');
+    assert.match(p.body.error.message, /"inputs" must hold at least one text/);
+  });
+
+  test('messages never echo unbounded input: 30,000 unknown fields, a 100,000-character id', async () => {
+    const flood = Object.fromEntries(Array.from({ length: 30_000 }, (_, i) => [`field_${i}_${'x'.repeat(8)}`, 1]));
+    const r = await postJson(t.url, '/v1/predict', { adapter_id: 'lang', inputs: 'hi', ...flood });
+    isError(r, 400, 'BAD_REQUEST');
+    assert.match(r.body.error.message, /unknown fields "field_0_x+", .* and 29990 more/);
+    assert.ok(r.text.length < 2048, `${r.text.length} bytes of error`);
+    const long = await postJson(t.url, '/v1/embeddings', { model: 'm'.repeat(100_000), input: 'hi' });
+    assert.ok(long.status === 400 || long.status === 404, long.text.slice(0, 200));
+    assert.ok(long.text.length < 2048, `${long.text.length} bytes of error`);
+  });
+
   test('limits: 64 inputs pass, 65 are TOO_MANY_INPUTS; over-long in characters and in tokens are INPUT_TOO_LONG', async () => {
     const ok = await predict(t.url, 'lang', Array.from({ length: 64 }, (_, i) => `text ${i}`));
     assert.equal(ok.status, 200, ok.text.slice(0, 200));

@@ -55,6 +55,14 @@ describe('validateAdapterId', () => {
     assert.equal(ADAPTER_ID_PATTERN.source, '^[a-z0-9][a-z0-9._-]{0,63}$');
   });
 
+  it('refuses names other file systems cannot hold: Windows device names (with any extension), a trailing dot', () => {
+    for (const id of ['con', 'prn', 'aux', 'nul', 'com0', 'com1', 'com9', 'lpt1', 'lpt9', 'nul.json', 'con.x.y', 'lang.', 'a.', 'x-y_z.']) {
+      assert.throws(() => validateAdapterId(id), (e: unknown) => isAppError(e, 'INVALID_ADAPTER_ID') && /reserves|end with/.test(e.message), id);
+    }
+    // Names that only start like one are fine.
+    for (const id of ['console', 'nul-adapter', 'com10', 'lpt', 'auxiliary', 'conx.json', 'lang.v2', 'prn_x']) assert.equal(validateAdapterId(id), id);
+  });
+
   it('names the id (escaped, truncated) and the pattern', () => {
     assert.throws(() => validateAdapterId('a\u0000b'), (e: unknown) => isAppError(e, 'INVALID_ADAPTER_ID') && e.message.includes('"a\\u0000b"') && e.message.includes(ADAPTER_ID_PATTERN.source));
     assert.throws(() => validateAdapterId('q'.repeat(500)), (e: unknown) => isAppError(e, 'INVALID_ADAPTER_ID') && e.message.includes(`"${'q'.repeat(80)}"…`) && !e.message.includes('q'.repeat(81)));
