@@ -2,7 +2,7 @@
  * Memory measurements in a fresh process run with --expose-gc (the bench starts it), so the
  * deltas are not blurred by the parent's heap, sessions and workers. Prints one JSON line.
  *
- *   node --expose-gc memory-child.js adapters <adaptersDir> <slottedDir> <first> <count>
+ *   node --expose-gc memory-child.js adapters <adaptersDir> <slottedDir> <first> <count> [warmup]
  *   node --expose-gc memory-child.js sessions <slottedModel> <mergedModel>…
  */
 import { stat } from 'node:fs/promises';
@@ -28,14 +28,33 @@ const delta = (a: Snapshot, b: Snapshot): Snapshot => ({
   rss: b.rss - a.rss, arrayBuffers: b.arrayBuffers - a.arrayBuffers, external: b.external - a.external, heapUsed: b.heapUsed - a.heapUsed,
 });
 
-/** Loads `count` adapters into an AdapterCache big enough for all; reports the deltas. */
-async function adapters(adaptersDir: string, slottedDir: string, first: number, count: number) {
+/**
+ * Runs short-lived JS garbage through V8's young generation until it has grown to its working
+ * size and touched its pages: a one-off of every process (~3 MiB here) that otherwise lands in
+ * whichever measurement comes first.
+ */
+function churnYoungGeneration(): void {
+  let keep = 0;
+  for (let i = 0; i < 200_000; i++) keep += new Array<number>(64).fill(i).length;
+  if (keep < 0) console.log(keep);
+}
+
+/**
+ * Loads `count` adapters into an AdapterCache big enough for all; reports the deltas. Before
+ * the first snapshot it loads `warmup` others (ids first + count …) into the same cache (JIT
+ * warm-up; kept, not dropped, so no freed weights wait in the C allocator for the measured
+ * loads to reuse) and churns the young generation. Everything each measured load leaves
+ * behind counts: its weights, its JS objects, and whatever its temporaries leave in the
+ * allocator.
+ */
+async function adapters(adaptersDir: string, slottedDir: string, first: number, count: number, warmup: number) {
   const manifest = await loadManifest(slottedDir);
   const store = await openStore(adaptersDir);
   const loader = new AdapterLoader(store, manifest);
   const cache = new AdapterCache({ maxBytes: 2 ** 40, load: (id) => loader.load(id) });
-  // Warm the code paths (and throw the result away) so the delta is data, not JIT output.
-  for (let i = 0; i < 3; i++) await loader.load(adapterId(first + count + i));
+  for (let i = 0; i < warmup; i++) (await cache.acquire(adapterId(first + count + i))).release();
+  churnYoungGeneration();
+  const held = cache.bytesHeld;
   const before = await snapshot();
   for (let i = 0; i < count; i++) (await cache.acquire(adapterId(first + i))).release();
   const after = await snapshot();
@@ -43,7 +62,7 @@ async function adapters(adaptersDir: string, slottedDir: string, first: number, 
   for (let i = 0; i < count; i++) {
     for (const f of ['adapter_config.json', 'adapter_model.safetensors']) fileBytes += (await stat(path.join(adaptersDir, adapterId(first + i), f))).size;
   }
-  return { count, fileBytes: fileBytes / count, weightBytes: cache.bytesHeld / count, delta: delta(before, after) };
+  return { count, fileBytes: fileBytes / count, weightBytes: (cache.bytesHeld - held) / count, delta: delta(before, after) };
 }
 
 /** Opens the slotted model, then each merged model, running one batch on each; RSS after each. */
@@ -80,9 +99,9 @@ async function sessions(slotted: string, merged: string[]) {
 async function main(): Promise<void> {
   const [mode, ...args] = process.argv.slice(2);
   let out: unknown;
-  if (mode === 'adapters') out = await adapters(args[0]!, args[1]!, Number(args[2]), Number(args[3]));
+  if (mode === 'adapters') out = await adapters(args[0]!, args[1]!, Number(args[2]), Number(args[3]), Number(args[4] ?? 3));
   else if (mode === 'sessions') out = await sessions(args[0]!, args.slice(1));
-  else throw new Error('usage: memory-child adapters <adaptersDir> <slottedDir> <first> <count> | sessions <slotted> <merged>…');
+  else throw new Error('usage: memory-child adapters <adaptersDir> <slottedDir> <first> <count> [warmup] | sessions <slotted> <merged>…');
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 

@@ -78,7 +78,8 @@ test('SIGKILL at random moments during uploads: only whole, uploaded versions su
 
   try {
     for (let round = 0; round <= ROUNDS; round++) {
-      const c = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN]);
+      // Six uploads at once, on purpose: above the default --max-concurrent-uploads.
+      const c = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN, '--max-concurrent-uploads', '8']);
       try {
         await verify(c.url, round);
         if (round === ROUNDS) break;
@@ -257,7 +258,7 @@ describe('an adapter corrupted on disk after upload', () => {
 
 describe('racing uploads and deletes', () => {
   let t: RelServer;
-  before(async () => { t = await startRel({ adminToken: TOKEN, maxWaitMs: 300, maxBatch: 64 }); });
+  before(async () => { t = await startRel({ adminToken: TOKEN, maxWaitMs: 300, maxBatch: 64, maxConcurrentUploads: 64 }); });
   after(async () => { await t?.stop(); });
 
   test('two concurrent uploads of one id: one wins whole, never a mix', async () => {

@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
-  adapterParts, assertLangServes, decodeModel, demoFiles, encodeModel, leftovers, putParts, request, snapshot,
+  adapterParts, assertLangServes, decodeModel, deleteAdapter, demoFiles, encodeModel, leftovers, multipart, putAdapter, putParts, request, sleep, snapshot,
   spawnServe, startRel, tempStore, TOKEN, type AdapterFiles, type Part, type RelServer, type Tensor,
 } from './helpers/reliability-kit.js';
 
@@ -101,8 +102,24 @@ const safetensorsCases: Case[] = (() => {
     { name: 'unsupported dtype I64', parts: files(withModel(pack(i64))), status: 422, code: C, message: /I64.*not supported/ },
     { name: 'NaN weight', parts: files(withModel(withTensors((t) => { t.get(`${Q0}.lora_B.weight`)!.data[5] = NaN; }))), status: 422, code: C, message: /lora_B.weight" element 5 is NaN/ },
     { name: 'Inf weight', parts: files(withModel(withTensors((t) => { t.get(HEAD_W)!.data[0] = Infinity; }))), status: 422, code: C, message: /classifier.weight" element 0 is Infinity/ },
+    // Thousands of nested arrays used to overflow the stack while the problem was described: a 500.
+    ...(['__metadata__', 'shape', 'dtype', 'data_offsets'] as const).map((field) => ({
+      name: `${field} nested 5000 arrays deep`, parts: files(withModel(nested(field, 5000))), status: 422, code: C, message: /nests arrays or objects more than 16 levels deep/,
+    })),
   ];
 })();
+
+/** The lang model with one header field (of the bias entry, or __metadata__) replaced by `depth` nested arrays. */
+function nested(field: '__metadata__' | 'shape' | 'dtype' | 'data_offsets', depth: number): Buffer {
+  const valid = LANG.model;
+  const headerLen = Number(valid.readBigUInt64LE(0));
+  const header = JSON.parse(valid.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, any>;
+  if (field === '__metadata__') header.__metadata__ = 'NEST';
+  else header[BIAS][field] = 'NEST';
+  // Built as text: JSON.stringify itself overflows on such depth.
+  const text = JSON.stringify(header).replace('"NEST"', `${'['.repeat(depth)}${']'.repeat(depth)}`);
+  return frame(text, valid.subarray(8 + headerLen));
+}
 
 const configCases: Case[] = (() => {
   const CFG = ['INVALID_ADAPTER_CONFIG', 'INCOMPATIBLE_ADAPTER'];
@@ -198,6 +215,214 @@ describe('bad uploads are refused, the store and the other adapters untouched', 
       await check('refused');
     });
   }
+});
+
+// ---------------------------------------------------------------------------------------
+// Error messages stay short whatever an upload holds.
+
+describe('upload errors never echo unbounded input', () => {
+  let t: RelServer;
+  before(async () => { t = await startRel({ adminToken: TOKEN }); });
+  after(async () => { await t?.stop(); });
+
+  const valid = LANG.model;
+  const headerLen = Number(valid.readBigUInt64LE(0));
+  const header = () => JSON.parse(valid.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, any>;
+  const data = valid.subarray(8 + headerLen);
+  const withHeader = (edit: (h: Record<string, any>) => void) => { const h = header(); edit(h); return frame(JSON.stringify(h), data); };
+  const cases: Array<[string, AdapterFiles, number, RegExp]> = [
+    // labels × 1 × 1 × … : the right element count, so only the rank of the shape is wrong.
+    ['a 200,000-dimension shape', withModel(withHeader((h) => { h[BIAS].shape = [...h[BIAS].shape, ...new Array(199_999).fill(1)]; })), 422, /shape has 200000 dimensions; at most 64/],
+    ['a 64-dimension shape (accepted by the reader, refused by the mapping)', withModel(withHeader((h) => { h[BIAS].shape = [...h[BIAS].shape, ...new Array(63).fill(1)]; })), 422, /bias is \[\d+,1,1,1/],
+    ['a 300,000-character tensor name', withModel(withHeader((h) => { h[`base_model.model.${'x'.repeat(300_000)}.lora_A.weight`] = h[BIAS]; delete h[BIAS]; })), 422, /x…/],
+    ['a 500,000-character base_model_name_or_path', withConfig((c) => { c.base_model_name_or_path = 'b'.repeat(500_000); }), 422, /b…/],
+    ['20,000 unknown config fields', withConfig((c) => { for (let i = 0; i < 20_000; i++) c[`field_${i}`] = i + 1; }), 422, /and \d+ more/],
+  ];
+  for (const [name, f, status, message] of cases) {
+    test(`${name} → ${status}, a message under 4 KiB`, async () => {
+      const r = await putParts(t.url, 'refused', adapterParts(f));
+      assert.equal(r.status, status, r.text.slice(0, 500));
+      assert.match(r.body.error.message, message);
+      assert.ok(r.text.length < 4096, `the error is ${r.text.length} bytes`);
+      await assertLangServes(t.url);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Multipart framing a client controls: no handler may throw past the upload's own error.
+
+/** A multipart body built from raw part headers, so a part can lack what the helper always writes. */
+function rawMultipart(parts: Array<{ headers: string[]; data: Buffer | string }>, boundary = 'rawboundary'): { body: Buffer; contentType: string } {
+  const chunks: Buffer[] = [];
+  for (const p of parts) chunks.push(Buffer.from(`--${boundary}\r\n${p.headers.join('\r\n')}\r\n\r\n`), Buffer.from(p.data), Buffer.from('\r\n'));
+  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  return { body: Buffer.concat(chunks), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+describe('malformed part headers: a 4xx, and the process lives on', () => {
+  let dir: string;
+  let child: Awaited<ReturnType<typeof spawnServe>>;
+  before(async () => {
+    dir = await tempStore('rel-parts');
+    child = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN]);
+  });
+  after(async () => {
+    child?.proc.kill('SIGKILL');
+    await child?.exit;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const model = { headers: ['Content-Disposition: form-data; name="adapter_model"; filename="adapter_model.safetensors"', 'Content-Type: application/octet-stream'], data: LANG.model };
+  const cases: Array<[string, string[]]> = [
+    ['a file part with no name', ['Content-Disposition: form-data; filename="adapter_config.json"', 'Content-Type: application/json']],
+    ['a file part with an empty name', ['Content-Disposition: form-data; name=""; filename="adapter_config.json"']],
+    ['a file part with a bare name parameter', ['Content-Disposition: form-data; name; filename="adapter_config.json"']],
+    ['an octet-stream part with no name and no filename', ['Content-Disposition: form-data', 'Content-Type: application/octet-stream']],
+    ['a field with no name', ['Content-Disposition: form-data']],
+    ['a part with no Content-Disposition', ['Content-Type: application/json']],
+    ['a filename* with a broken encoding', ['Content-Disposition: form-data; name="adapter_config"; filename*=utf-8\'\'%E0%A4%A']],
+  ];
+  for (const [name, headers] of cases) {
+    test(`${name} → 4xx`, async () => {
+      const { body, contentType } = rawMultipart([{ headers, data: LANG.config }, model]);
+      const r = await request(child.url, { method: 'PUT', path: '/v1/adapters/parts', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': contentType }, body });
+      assert.ok(r.status >= 400 && r.status < 500, `${r.status} ${r.text.slice(0, 300)}`);
+      assert.equal(child.proc.exitCode, null, `the server exited: ${child.stderr().slice(-500)}`);
+      await assertLangServes(child.url);
+    });
+  }
+  test('after all of them: still the same process, nothing stored', async () => {
+    assert.equal(child.proc.exitCode, null);
+    assert.equal((await request(child.url, { path: '/v1/adapters/parts' })).status, 404);
+    assert.deepEqual(await leftovers(dir), []);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Encodings the server does not decode: 415, not bytes taken as they are.
+
+describe('Content-Encoding and part encodings on uploads', () => {
+  let t: RelServer;
+  let snap: Record<string, string>;
+  before(async () => {
+    t = await startRel({ adminToken: TOKEN });
+    snap = await snapshot(t.dir);
+  });
+  after(async () => { await t?.stop(); });
+
+  const put = (body: Buffer, contentType: string, extra: Record<string, string> = {}) =>
+    request(t.url, { method: 'PUT', path: '/v1/adapters/encoded', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': contentType, ...extra }, body });
+
+  for (const encoding of ['br', 'gzip', 'deflate', 'x-custom', 'gzip, identity']) {
+    test(`Content-Encoding: ${encoding} → 415 naming it`, async () => {
+      const { body, contentType } = multipart(adapterParts(LANG));
+      // A real gzip body for gzip; for the others the bytes do not matter: they are never read.
+      const sent = encoding === 'gzip' ? gzipSync(body) : body;
+      const r = await put(sent, contentType, { 'content-encoding': encoding });
+      assert.equal(r.status, 415, r.text);
+      assert.equal(r.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.match(r.body.error.message, /Content-Encoding .* not accepted/);
+      assert.equal((await request(t.url, { path: '/v1/adapters/encoded' })).status, 404);
+      assert.deepEqual(await snapshot(t.dir), snap);
+    });
+  }
+
+  test('Content-Encoding: identity is the bytes as they are → 201', async () => {
+    const { body, contentType } = multipart(adapterParts(LANG));
+    const r = await put(body, contentType, { 'content-encoding': 'identity' });
+    assert.equal(r.status, 201, r.text);
+    assert.equal((await deleteAdapter(t.url, 'encoded')).status, 204);
+  });
+
+  for (const cte of ['base64', 'quoted-printable']) {
+    test(`a part with Content-Transfer-Encoding: ${cte} → 415`, async () => {
+      const { body, contentType } = rawMultipart([
+        { headers: ['Content-Disposition: form-data; name="adapter_config"; filename="adapter_config.json"'], data: LANG.config },
+        { headers: ['Content-Disposition: form-data; name="adapter_model"; filename="adapter_model.safetensors"', `Content-Transfer-Encoding: ${cte}`], data: LANG.model.toString('base64') },
+      ]);
+      const r = await put(body, contentType);
+      assert.equal(r.status, 415, r.text);
+      assert.match(r.body.error.message, new RegExp(`Content-Transfer-Encoding "${cte}"`));
+      assert.deepEqual(await snapshot(t.dir), snap);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Concurrent uploads are bounded: 429 with Retry-After past --max-concurrent-uploads.
+
+/**
+ * Starts an upload that sends its headers and the first `sent` bytes of `body`, then waits.
+ * `finish()` sends the rest and resolves with the status; `abort()` cuts the connection.
+ */
+function stalledUpload(url: string, id: string, body: Buffer, contentType: string, sent: number) {
+  const u = new URL(url);
+  const sock = net.connect(Number(u.port), u.hostname);
+  const got: Buffer[] = [];
+  sock.on('data', (c: Buffer) => got.push(c));
+  sock.on('error', () => undefined);
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  sock.write([`PUT /v1/adapters/${id} HTTP/1.1`, `Host: ${u.host}`, `Authorization: Bearer ${TOKEN}`, `Content-Type: ${contentType}`, `Content-Length: ${body.length}`, 'Connection: close', '', ''].join('\r\n'));
+  sock.write(body.subarray(0, sent));
+  return {
+    async finish(): Promise<number> {
+      // write, not end: a client's FIN before the answer makes Node's server abort the request.
+      sock.write(body.subarray(sent));
+      await closed; // Connection: close: the server closes once it has answered
+      return Number(/^HTTP\/1\.1 (\d+)/.exec(Buffer.concat(got).toString('latin1'))?.[1] ?? 0);
+    },
+    async abort(): Promise<void> {
+      sock.destroy();
+      await closed;
+    },
+  };
+}
+
+describe('concurrent uploads: at most --max-concurrent-uploads, then 429 with Retry-After', () => {
+  let t: RelServer;
+  before(async () => { t = await startRel({ adminToken: TOKEN, maxConcurrentUploads: 2 }); });
+  after(async () => { await t?.stop(); });
+
+  test('two stalled uploads hold both slots: a third is 429 at once, before its body is read; finished or aborted, they free their slots', async () => {
+    const { body, contentType } = multipart(adapterParts(LANG));
+    const half = Math.floor(body.length / 2);
+    const a = stalledUpload(t.url, 'slot-a', body, contentType, half);
+    const b = stalledUpload(t.url, 'slot-b', body, contentType, half);
+    // Wait until the server holds both (their handlers run once the headers are in).
+    let third = await putAdapter(t.url, 'slot-c', LANG);
+    for (let i = 0; i < 100 && third.status !== 429; i++) {
+      if (third.status === 201) assert.equal((await deleteAdapter(t.url, 'slot-c')).status, 204);
+      await sleep(20);
+      third = await putAdapter(t.url, 'slot-c', LANG);
+    }
+    assert.equal(third.status, 429, third.text);
+    assert.equal(third.body.error.code, 'TOO_MANY_UPLOADS');
+    assert.equal(third.headers['retry-after'], '1');
+    assert.match(third.body.error.message, /2 adapter uploads are already in progress/);
+    // Inference is not limited by uploads.
+    await assertLangServes(t.url);
+
+    assert.equal(await a.finish(), 201);
+    await b.abort();
+    // Both slots are free again: two uploads at once succeed.
+    const [c, d] = await Promise.all([putAdapter(t.url, 'slot-c', LANG), putAdapter(t.url, 'slot-d', LANG)]);
+    assert.equal(c.status, 201, c.text);
+    assert.equal(d.status, 201, d.text);
+    for (const id of ['slot-a', 'slot-c', 'slot-d']) assert.equal((await deleteAdapter(t.url, id)).status, 204);
+    assert.equal((await request(t.url, { path: '/v1/adapters/slot-b' })).status, 404);
+  });
+
+  test('refusals that are cheap to decide (401, 415, 413 by Content-Length) never take a slot', async () => {
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await putAdapter(t.url, 'x', LANG, 'wrong-token-wrong-token')).status, 401);
+      const r = await request(t.url, { method: 'PUT', path: '/v1/adapters/x', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'text/plain' }, body: 'x' });
+      assert.equal(r.status, 415);
+    }
+    const ok = await putAdapter(t.url, 'slot-e', LANG);
+    assert.equal(ok.status, 201, ok.text);
+    assert.equal((await deleteAdapter(t.url, 'slot-e')).status, 204);
+  });
 });
 
 // ---------------------------------------------------------------------------------------

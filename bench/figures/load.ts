@@ -53,7 +53,7 @@ export const coldLoad: Figure = async (ctx) => {
   const r = spread(ratios(out.load, out.floor));
   const s = { load: spread(out.load), floor: spread(out.floor) };
   const notes = [
-    `${PER_ROUND} different adapters per measurement (${fmt(bytes / 2 ** 10)} KiB each: r=8 on ${m.manifest.loraSlots.length} q/v slots + head, F32), page cache warm for both sides; each adapter is loaded both ways back to back (order alternating), a repeat's value is the median ms per adapter, ${rounds} repeats. Load: AdapterLoader.load (store.read with O_NOFOLLOW opens and stat, config parse, safetensors parse, mapping onto slots with the scale folded in and A/B transposed into one SharedArrayBuffer). Floor: fs.readFile of both files + one copy.`,
+    `${PER_ROUND} different adapters per measurement (${fmt(bytes / 2 ** 10)} KiB each: r=8 on ${m.manifest.loraSlots.length} q/v slots + head, F32), page cache warm for both sides; each adapter is loaded both ways back to back (order alternating), a repeat's value is the median ms per adapter, ${rounds} repeats. Load: AdapterLoader.load (store.read with O_NOFOLLOW opens and stat into a reused read buffer, sha256 check, config parse, safetensors parse with aligned F32 tensors as views of the file bytes, mapping onto slots with the scale folded in and A/B transposed straight into one SharedArrayBuffer). Floor: fs.readFile of both files + one copy.`,
     `Per adapter: load ${fmt(s.load.median)} ms, floor ${fmt(s.floor.median)} ms.`,
   ];
   const row: Row = {
@@ -61,7 +61,7 @@ export const coldLoad: Figure = async (ctx) => {
     target: { op: '<=', value: 5 }, unit: '×', value: r,
     detail: `load ${fmt(s.load.median)} ms, floor ${fmt(s.floor.median)} ms per ${fmt(bytes / 2 ** 10)} KiB adapter`,
   };
-  const miss = missNote(row, 'Beyond the floor, a load opens three files with O_NOFOLLOW + fstat (config, weights, the sidecar probe), copies every F32 tensor out of the file Buffer (readSafetensors slice()), then transposes each into the SharedArrayBuffer: two full passes over the data after the read. Transposing straight from the file bytes into the SharedArrayBuffer (decode as views) would remove one.');
+  const miss = missNote(row, 'Beyond the floor, a load opens three files with O_NOFOLLOW + fstat (config, weights, the sidecar probe), hashes both files (sha256, checked against the sidecar), scans every weight for NaN/Inf, then transposes each tensor from the file bytes (aligned F32 decoded as views, no copy) into the SharedArrayBuffer.');
   if (miss) notes.push(miss);
   return {
     title: 'Adapter cold load ÷ raw read + copy',

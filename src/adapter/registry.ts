@@ -86,7 +86,7 @@ export class AdapterRegistry {
 
   private async uploadNow(id: string, files: StoredAdapterFiles): Promise<{ created: boolean; info: AdapterInfo }> {
     const { created } = await this.store.put(id, files, (f) => {
-      const w = this.loader.validate(id, f);
+      const w = this.loader.check(id, f);
       if (w.bytes > this.cache.maxBytes && !this.cache.isPinned(id)) {
         throw new AppError('ADAPTER_TOO_LARGE', `adapter "${id}" needs ${w.bytes} bytes in memory, more than the whole adapter cache (${this.cache.maxBytes} bytes)`);
       }

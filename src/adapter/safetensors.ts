@@ -12,7 +12,7 @@
  * and never allocates from a size it has not checked against a cap and the file size.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { AppError, throwIfProblems } from '../errors.js';
+import { AppError, clip as clipTo, echo, throwIfProblems } from '../errors.js';
 
 /** Element encodings this server accepts; every other safetensors dtype is refused. */
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16';
@@ -50,12 +50,26 @@ export interface SafetensorsLimits {
   maxTensors?: number;
 }
 
+/**
+ * Deepest nesting of arrays and objects accepted in a header, checked on the text before it
+ * is parsed. A valid header needs 3 (the header object, an entry, its shape array); the slack
+ * lets a slightly wrong header get its precise error, and keeps every later step (which may
+ * recurse, such as JSON.stringify for a message) far from the stack limit.
+ */
+export const MAX_HEADER_DEPTH = 16;
+/** Most dimensions a tensor's shape may have (PyTorch allows 64 at most in practice too). */
+export const MAX_DIMS = 64;
+
 /** One decoded tensor. */
 export interface DecodedTensor {
   shape: number[];
   /** The encoding it was stored in; `data` is always float32. */
   dtype: SafetensorsDType;
-  /** Row-major values, F16/BF16 widened to float32. */
+  /**
+   * Row-major values, F16/BF16 widened to float32. For F32 data that sits 4-byte aligned in
+   * memory (always, for a file Buffer of its own: the format pads its header to 8 bytes) this
+   * is a view of the file's bytes, not a copy: it changes if they change.
+   */
   data: Float32Array; // [product(shape)]
 }
 
@@ -177,6 +191,8 @@ function parseHeaderJson(bytes: Uint8Array): { root: Record<string, unknown>; pr
     const found = text.length === 0 ? 'an empty header' : JSON.stringify(text[0]);
     refuse(`header must be a JSON object starting with '{' at its first byte, found ${found}`);
   }
+  const depth = nestingDepth(text, MAX_HEADER_DEPTH);
+  if (depth > MAX_HEADER_DEPTH) refuse(`header nests arrays or objects more than ${MAX_HEADER_DEPTH} levels deep (a valid header needs 3)`);
   let root: unknown;
   try {
     root = JSON.parse(text);
@@ -190,6 +206,28 @@ function parseHeaderJson(bytes: Uint8Array): { root: Record<string, unknown>; pr
   const padding = text.slice(end + 1);
   if (!/^ *$/.test(padding)) problems.push(`header has characters other than space padding after its closing brace: ${JSON.stringify(clip(padding))}`);
   return { root, problems };
+}
+
+/**
+ * How deeply `text` nests arrays and objects, counting only up to `limit + 1` (it stops there).
+ * Iterative, and it skips strings, so a bracket inside a string does not count.
+ */
+function nestingDepth(text: string, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip the string: a backslash escapes the next character.
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) max = depth;
+      if (max > limit) return max;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return max;
 }
 
 /**
@@ -209,7 +247,8 @@ function scanKeys(text: string): { end: number; duplicates: string[] } {
       while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
       const top = stack[stack.length - 1];
       if (top && expectKey) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const raw = text.slice(i + 1, j);
+        const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
         if (top.keys.has(key)) duplicates.push(`duplicate key ${quote(key)} ${top.where}`);
         top.keys.add(key);
         top.lastKey = key;
@@ -257,40 +296,56 @@ interface Span {
 
 /** Checks one entry: `info` when it is entirely valid, `span` whenever its offsets are usable. */
 function checkEntry(name: string, value: unknown, problems: string[]): { info?: TensorInfo; span?: Span } {
-  const t = `tensor ${quote(name)}`;
+  // Only built when there is a problem to report: most entries have none.
+  const t = () => `tensor ${quote(name)}`;
   if (!isPlainObject(value)) {
-    problems.push(`${t} must be an object with dtype, shape and data_offsets, got ${describe(value)}`);
+    problems.push(`${t()} must be an object with dtype, shape and data_offsets, got ${describe(value)}`);
     return {};
   }
   const before = problems.length;
   for (const k of Object.keys(value)) {
-    if (!ENTRY_FIELDS.includes(k)) problems.push(`${t} has unknown field ${quote(k)} (allowed: ${ENTRY_FIELDS.join(', ')})`);
+    if (!ENTRY_FIELDS.includes(k)) problems.push(`${t()} has unknown field ${quote(k)} (allowed: ${ENTRY_FIELDS.join(', ')})`);
   }
   for (const k of ENTRY_FIELDS) {
-    if (!Object.hasOwn(value, k)) problems.push(`${t} is missing field ${quote(k)}`);
+    if (!Object.hasOwn(value, k)) problems.push(`${t()} is missing field ${quote(k)}`);
   }
 
   const { dtype, shape, data_offsets: offsets } = value;
   let dt: SafetensorsDType | undefined;
   if (typeof dtype === 'string' && (SUPPORTED_DTYPES as string[]).includes(dtype)) dt = dtype as SafetensorsDType;
-  else if (dtype !== undefined) problems.push(`${t} has dtype ${clip(JSON.stringify(dtype))}, which is not supported (supported: ${SUPPORTED_DTYPES.join(', ')})`);
+  else if (dtype !== undefined) problems.push(`${t()} has dtype ${describe(dtype)}, which is not supported (supported: ${SUPPORTED_DTYPES.join(', ')})`);
 
-  const dims = Array.isArray(shape) && shape.every(isNonNegativeInt) ? (shape as number[]) : undefined;
-  if (shape !== undefined && dims === undefined) problems.push(`${t} shape must be an array of non-negative integers, got ${describe(shape)}`);
+  let dims = Array.isArray(shape) && shape.every(isNonNegativeInt) ? (shape as number[]) : undefined;
+  if (shape !== undefined && dims === undefined) problems.push(`${t()} shape must be an array of non-negative integers, got ${describe(shape)}`);
+  if (dims && dims.length > MAX_DIMS) {
+    problems.push(`${t()} shape has ${dims.length} dimensions; at most ${MAX_DIMS} are accepted`);
+    dims = undefined;
+  }
 
   const span = Array.isArray(offsets) && offsets.length === 2 && offsets.every(isNonNegativeInt) && offsets[0] <= offsets[1] ? (offsets as [number, number]) : undefined;
-  if (offsets !== undefined && span === undefined) problems.push(`${t} data_offsets must be [begin, end] of non-negative integers with begin <= end, got ${describe(offsets)}`);
+  if (offsets !== undefined && span === undefined) problems.push(`${t()} data_offsets must be [begin, end] of non-negative integers with begin <= end, got ${describe(offsets)}`);
 
   if (dt && dims && span) {
-    const elements = dims.reduce((p, d) => p * BigInt(d), 1n);
-    const bytes = elements * BigInt(DTYPE_BYTES[dt]);
-    if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) problems.push(`${t} shape ${describe(dims)} overflows: ${elements} elements of ${dt} is more than any file can hold`);
-    else if (bytes !== BigInt(span[1] - span[0])) problems.push(`${t} shape ${describe(dims)} of ${dt} needs ${bytes} bytes but data_offsets span ${span[1] - span[0]}`);
+    const bytes = byteSize(dims, DTYPE_BYTES[dt]);
+    if (bytes === undefined) problems.push(`${t()} shape ${describe(dims)} overflows: more than 2^53 bytes of ${dt}, more than any file can hold`);
+    else if (bytes !== span[1] - span[0]) problems.push(`${t()} shape ${describe(dims)} of ${dt} needs ${bytes} bytes but data_offsets span ${span[1] - span[0]}`);
   }
   if (!span) return {};
   const where = { name, begin: span[0], end: span[1] };
   if (problems.length > before || !dt || !dims) return { span: where };
   return { info: { ...where, dtype: dt, shape: dims }, span: where };
+}
+
+/** Bytes of a tensor of this shape, or undefined past Number.MAX_SAFE_INTEGER (stops multiplying there). */
+function byteSize(dims: readonly number[], elementBytes: number): number | undefined {
+  if (dims.includes(0)) return 0;
+  let bytes = elementBytes;
+  for (const d of dims) {
+    // Exact while the product stays a safe integer; a true product past it rounds to ≥ 2^53.
+    bytes *= d;
+    if (bytes > Number.MAX_SAFE_INTEGER) return undefined;
+  }
+  return bytes;
 }
 
 /** The tensors (sorted by offset) must tile the data section exactly: start at 0, no gaps, no overlaps, no trailing bytes. */
@@ -316,15 +371,21 @@ function checkLayout(sorted: Span[], dataSize: number, problems: string[]): void
 // ---------------------------------------------------------------------------------------
 // Data
 
-/** Full strict read of an in-memory file: header + decode each tensor to Float32Array (F16/BF16 converted), NaN/Inf refused. */
-export function readSafetensors(file: Uint8Array, limits?: SafetensorsLimits): { header: SafetensorsHeader; tensors: Map<string, DecodedTensor> } {
+/**
+ * Full strict read of an in-memory file: header + each tensor as a Float32Array (F16/BF16
+ * widened; aligned F32 as views of `file`, see {@link DecodedTensor.data}), NaN/Inf refused
+ * unless `opts.skipFiniteCheck` (for a caller that checks every value as it copies it).
+ */
+export function readSafetensors(
+  file: Uint8Array, limits?: SafetensorsLimits, opts: { skipFiniteCheck?: boolean } = {},
+): { header: SafetensorsHeader; tensors: Map<string, DecodedTensor> } {
   const header = parseSafetensorsHeader(file, file.length, limits);
   const tensors = new Map<string, DecodedTensor>();
   const problems: string[] = [];
   for (const t of header.tensors) {
     const bytes = file.subarray(header.dataOffset + t.begin, header.dataOffset + t.end);
     const data = decode(bytes, t.dtype);
-    const bad = firstNonFinite(data);
+    const bad = opts.skipFiniteCheck ? undefined : firstNonFinite(data);
     if (bad) problems.push(`tensor ${quote(t.name)} element ${bad.index} is ${data[bad.index]} (${bad.count} non-finite values)`);
     tensors.set(t.name, { shape: t.shape, dtype: t.dtype, data });
   }
@@ -335,8 +396,11 @@ export function readSafetensors(file: Uint8Array, limits?: SafetensorsLimits): {
 function decode(bytes: Uint8Array, dtype: SafetensorsDType): Float32Array {
   const n = bytes.length / DTYPE_BYTES[dtype];
   if (dtype === 'F32') {
-    // Copy into a fresh, 4-byte-aligned buffer (the source may sit at any offset). Not
-    // bytes.slice(): on a Node Buffer that is a view of the whole pool, not a copy.
+    // Aligned: a view of the file's bytes, no copy (the loader transposes straight from it).
+    if (LITTLE_ENDIAN_HOST && bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+    // Unaligned (a Buffer sliced from Node's shared pool, a file whose F16 tensors come
+    // first): copy into a fresh, aligned buffer. Not bytes.slice(): on a Node Buffer that is a
+    // view of the whole pool, not a copy.
     if (LITTLE_ENDIAN_HOST) {
       const copy = new Uint8Array(bytes.length);
       copy.set(bytes);
@@ -503,13 +567,14 @@ function isNonNegativeInt(v: unknown): v is number {
 
 /** Names come from untrusted files: quote them and keep messages short. */
 function quote(s: string): string {
-  return JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s);
+  return JSON.stringify(clipTo(s));
 }
 
 function clip(s: string): string {
-  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+  return clipTo(s);
 }
 
+/** A short rendering of an untrusted value (depth-safe: see MAX_HEADER_DEPTH and {@link echo}). */
 function describe(v: unknown): string {
-  return clip(JSON.stringify(v) ?? String(v));
+  return echo(v);
 }

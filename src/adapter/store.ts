@@ -103,12 +103,28 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** Reads a regular file without following a symlink at its last component. */
-async function readNoFollow(file: string): Promise<Buffer> {
+/** Where a file's bytes are read into: a Buffer of exactly `size` bytes. */
+export type ReadBufferFn = (size: number) => Buffer;
+
+/**
+ * Reads a regular file without following a symlink at its last component; into a buffer from
+ * `alloc` when one is given (a loader's reusable read buffer), else a fresh one.
+ */
+async function readNoFollow(file: string, alloc?: ReadBufferFn): Promise<Buffer> {
   const fh = await fs.open(file, fsc.O_RDONLY | O_NOFOLLOW);
   try {
-    if (!(await fh.stat()).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'ENOTREG' });
-    return await fh.readFile();
+    const st = await fh.stat();
+    if (!st.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'ENOTREG' });
+    if (alloc === undefined) return await fh.readFile();
+    const buf = alloc(st.size);
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesRead } = await fh.read(buf, done, buf.length - done, done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    // A file that shrank under us comes back short, and fails its checksum or its parse.
+    return done === buf.length ? buf : buf.subarray(0, done);
   } finally {
     await fh.close();
   }
@@ -269,14 +285,15 @@ export class AdapterStore {
   /**
    * Reads both files and the sidecar. When the sidecar exists, both files must match the
    * sha256 and size it records (ADAPTER_CORRUPT otherwise); adapters without one (written by
-   * other tools) are accepted unchecked.
+   * other tools) are accepted unchecked. `opts.modelBuffer` chooses where the weights file is
+   * read into (the caller then owns that memory); by default a fresh Buffer.
    */
-  async read(id: string): Promise<StoredAdapterFiles & { meta: StoredMeta | null; bytesOnDisk: number }> {
+  async read(id: string, opts: { modelBuffer?: ReadBufferFn } = {}): Promise<StoredAdapterFiles & { meta: StoredMeta | null; bytesOnDisk: number }> {
     const p = await this.paths(id);
     let config: Buffer, model: Buffer, metaRaw: Buffer | null;
     try {
       config = await readNoFollow(p.config);
-      model = await readNoFollow(p.model);
+      model = await readNoFollow(p.model, opts.modelBuffer);
       metaRaw = await readNoFollow(path.join(p.dir, META_FILE)).catch((e: unknown) => {
         if (errCode(e) === 'ENOENT') return null;
         throw e;
