@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mapAdapterToSlots, parsePeftKey } from '../src/adapter/lora-weights.js';
+import { AdapterLoader } from '../src/adapter/loader.js';
+import { layOutAdapter, mapAdapterToSlots, parsePeftKey, planAdapter } from '../src/adapter/lora-weights.js';
+import { writeSafetensors } from '../src/adapter/safetensors.js';
+import type { AdapterStore } from '../src/adapter/store.js';
 import { parsePeftConfig } from '../src/adapter/peft-config.js';
 import type { DecodedTensor } from '../src/adapter/safetensors.js';
 import { isAppError } from '../src/errors.js';
@@ -130,5 +133,115 @@ describe('mapping an adapter onto the slots', () => {
     const m = validTensors();
     m.set('base_model.model.encoder.layer.0.attention.self.query.lora_A.weight', t([2, 7]));
     assert.throws(() => map(m, { base_model_name_or_path: 'other' }, { allowBaseMismatch: true }), /d_in 4/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Memory: an upload is checked without laying anything out; a load writes straight from the
+// file bytes into the one SharedArrayBuffer.
+
+/**
+ * Runs `fn` counting what it allocates: SharedArrayBuffers, and Float32Arrays with memory of
+ * their own (a copy or a decode), i.e. not views of `files` and not of a SharedArrayBuffer.
+ */
+function countAllocations<T>(fn: () => T, files: ArrayBufferLike[] = []): { value: T; sharedArrayBuffers: number; copies: number } {
+  const g = globalThis as Record<string, unknown>;
+  const saved = { SharedArrayBuffer: g.SharedArrayBuffer, Float32Array: g.Float32Array };
+  const counts = { sharedArrayBuffers: 0, copies: 0 };
+  g.SharedArrayBuffer = class extends SharedArrayBuffer {
+    constructor(n: number) { super(n); counts.sharedArrayBuffers++; }
+  };
+  g.Float32Array = class extends Float32Array {
+    constructor(...args: any[]) {
+      super(...(args as [number]));
+      if (!(this.buffer instanceof SharedArrayBuffer) && !files.includes(this.buffer)) counts.copies++;
+    }
+  };
+  try {
+    return { value: fn(), ...counts };
+  } finally {
+    Object.assign(g, saved);
+  }
+}
+
+/** The valid tensors as a safetensors file (F32 unless `dtype`), with the config as JSON bytes. */
+function adapterFiles(over: Record<string, unknown> = {}, dtype: 'F32' | 'F16' = 'F32') {
+  const tensors = Object.fromEntries([...validTensors()].map(([k, v]) => [k, { dtype, shape: v.shape, data: v.data }]));
+  return { config: Buffer.from(JSON.stringify(cfgJson(over))), model: Buffer.from(writeSafetensors(tensors)) };
+}
+
+/** A store that serves one adapter's files from memory, into the loader's read buffer when it passes one. */
+function memoryStore(files: { config: Buffer; model: Buffer }, reads: Buffer[] = []): AdapterStore {
+  return {
+    async read(_id: string, opts: { modelBuffer?: (size: number) => Buffer } = {}) {
+      const model = opts.modelBuffer ? opts.modelBuffer(files.model.length) : Buffer.alloc(files.model.length);
+      files.model.copy(model);
+      reads.push(model);
+      return { config: files.config, model, meta: null, bytesOnDisk: files.config.length + files.model.length };
+    },
+  } as unknown as AdapterStore;
+}
+
+describe('memory: check without a layout, load without copies', () => {
+  it('planAdapter checks everything and allocates nothing; layOutAdapter allocates one SharedArrayBuffer', () => {
+    const cfg = parsePeftConfig(cfgJson(), { maxRank: manifest.maxRank });
+    const tensors = validTensors();
+    const plan = countAllocations(() => planAdapter('x', manifest, cfg, tensors));
+    assert.equal(plan.sharedArrayBuffers, 0);
+    assert.equal(plan.copies, 0);
+    const laid = countAllocations(() => layOutAdapter(plan.value, 'v1'));
+    assert.equal(laid.sharedArrayBuffers, 1);
+    assert.equal(laid.copies, 0);
+    assert.equal(laid.value.bytes, plan.value.bytes);
+    const plain = (w: ReturnType<typeof map>) => JSON.stringify(w, (_k, v: unknown) => (v instanceof Float32Array ? [...v] : v));
+    assert.equal(plain(laid.value), plain(map()));
+  });
+
+  it('AdapterLoader.check (uploads) validates fully without laying the weights out', () => {
+    const files = adapterFiles();
+    const loader = new AdapterLoader(memoryStore(files), manifest);
+    const c = countAllocations(() => loader.check('x', files), [files.model.buffer]);
+    assert.equal(c.sharedArrayBuffers, 0, 'no SharedArrayBuffer');
+    assert.equal(c.copies, 0, 'no copy of any tensor');
+    // The same count sees copies where there must be some: F16 is decoded.
+    const half = adapterFiles({}, 'F16');
+    assert.ok(countAllocations(() => loader.check('x', half), [half.model.buffer]).copies > 0);
+    assert.equal(c.value.bytes, map().bytes);
+    // …and refuses what a load would refuse.
+    const nan = adapterFiles();
+    nan.model.writeFloatLE(NaN, nan.model.length - 4);
+    assert.throws(() => loader.check('x', nan), (e: unknown) => isAppError(e, 'INVALID_SAFETENSORS') && /lora_B\.weight" element 7 is NaN/.test((e as Error).message));
+    assert.throws(() => loader.check('x', adapterFiles({ r: 3 })), (e: unknown) => isAppError(e, 'INCOMPATIBLE_ADAPTER'));
+  });
+
+  it('AdapterLoader.load: F32 straight from the read buffer into the SharedArrayBuffer; the read buffer is reused and never aliased', async () => {
+    const files = adapterFiles();
+    const reads: Buffer[] = [];
+    const loader = new AdapterLoader(memoryStore(files, reads), manifest);
+    await loader.load('x'); // first load: allocates its read buffer
+    const w = await loader.load('x');
+    // What load() does once the bytes are read (validate, synchronous), counted.
+    const again = countAllocations(() => loader.validate('x', { config: files.config, model: reads[1]! }, 'v'), [reads[1]!.buffer]);
+    assert.equal(again.sharedArrayBuffers, 1, 'one SharedArrayBuffer per load');
+    assert.equal(again.copies, 0, 'no copy of any F32 tensor between the file bytes and the SharedArrayBuffer');
+    assert.equal(reads[1]!.buffer, reads[0]!.buffer, 'the second load reads into the first one\'s buffer');
+    assert.deepEqual(w, { ...map(), version: w.version });
+    // Nothing of the read buffer is kept: scribbling over it changes no weight.
+    const before = w.slots.map((s) => (s ? [...s.a, ...s.b] : null));
+    reads[1]!.fill(0xff);
+    assert.deepEqual(w.slots.map((s) => (s ? [...s.a, ...s.b] : null)), before);
+  });
+
+  it('AdapterLoader.load: NaN found during the layout is reported with its tensor and element', async () => {
+    const files = adapterFiles();
+    files.model.writeFloatLE(Infinity, files.model.length - 8);
+    const loader = new AdapterLoader(memoryStore(files), manifest);
+    await assert.rejects(loader.load('x'), (e: unknown) => isAppError(e, 'INVALID_SAFETENSORS') && /lora_B\.weight" element 6 is Infinity/.test((e as Error).message));
+  });
+
+  it('AdapterLoader.load: F16 adapters load (decoded once, then laid out)', async () => {
+    const files = adapterFiles({}, 'F16');
+    const w = await new AdapterLoader(memoryStore(files), manifest).load('x');
+    assert.deepEqual([...w.slots[0]!.a], [...map().slots[0]!.a]);
   });
 });

@@ -339,3 +339,69 @@ test('readSafetensors decodes F32 from a pooled Node Buffer view (not the whole 
   const { tensors } = r(pooled);
   assert.deepEqual([...tensors.get('x')!.data], [1.5, -2, 3.25]);
 });
+
+// ---------------------------------------------------------------------------------------
+// Hostile structure: nesting and dimensions are capped before anything recurses or multiplies.
+
+/** `depth` nested arrays as JSON text (JSON.stringify itself overflows the stack on such depth). */
+const nest = (depth: number, inner = '') => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
+
+for (const [where, text] of [
+  ['__metadata__', `{"__metadata__":${nest(10_000)}}`],
+  ['a metadata value', `{"__metadata__":{"k":${nest(10_000)}}}`],
+  ['shape', `{"w":{"dtype":"F32","shape":${nest(10_000, '2')},"data_offsets":[0,8]}}`],
+  ['dtype', `{"w":{"dtype":${nest(10_000)},"shape":[2],"data_offsets":[0,8]}}`],
+  ['data_offsets', `{"w":{"dtype":"F32","shape":[2],"data_offsets":${nest(10_000, '0,8')}}}`],
+  ['an unknown field', `{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":${nest(10_000)}}}`],
+  ['a tensor entry (objects)', `{"w":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`],
+] as const) {
+  test(`refuses 10,000 levels of nesting in ${where} with INVALID_SAFETENSORS, not a stack overflow`, () => {
+    const err = assertRefused(() => readSafetensors(rawFile(text, 8)), /nests arrays or objects more than 16 levels deep/);
+    assert.ok(err.message.length < 300);
+  });
+}
+
+test('nesting within the limit gets its precise error; brackets inside strings do not count', () => {
+  assertRefused(() => readSafetensors(rawFile(`{"w":{"dtype":"F32","shape":${nest(12, '2')},"data_offsets":[0,8]}}`, 8)), /tensor "w" shape must be an array of non-negative integers/);
+  const file = rawFile(JSON.stringify({ __metadata__: { brackets: nest(1000) } }));
+  assert.deepEqual(readSafetensors(file).header.metadata, { brackets: nest(1000) });
+});
+
+test('a shape with more than 64 dimensions is refused at once, with a short message', () => {
+  // 80,000 dimensions of 2^32 (a 900 KB header): multiplying them out as BigInts took minutes, and the message held all of them.
+  const dims = new Array(80_000).fill(2 ** 32);
+  const t0 = performance.now();
+  const err = assertRefused(() => readSafetensors(rawFile(header({ w: entry('F32', dims, [0, 8]) }), 8)), /tensor "w" shape has 80000 dimensions; at most 64 are accepted/);
+  assert.ok(performance.now() - t0 < 1000, `${(performance.now() - t0).toFixed(0)} ms`);
+  assert.ok(err.message.length < 300, `${err.message.length} characters`);
+  // 64 are fine when they are consistent.
+  const ones = new Array(63).fill(1);
+  const ok = readSafetensors(rawFile(header({ w: entry('F32', [2, ...ones], [0, 8]) }), 8));
+  assert.equal(ok.tensors.get('w')?.shape.length, 64);
+  // An overflow past 2^53 is found without multiplying everything (and says so briefly).
+  assertRefused(() => readSafetensors(rawFile(header({ w: entry('F32', new Array(64).fill(2 ** 40), [0, 8]) }), 8)), /overflows: more than 2\^53 bytes/);
+});
+
+test('aligned F32 tensors are views of the file bytes, not copies; unaligned ones and F16 are decoded into their own memory', () => {
+  const file = writeSafetensors({ a: { shape: [2, 3], data: f32(1, 2, 3, 4, 5, 6) }, b: { shape: [2], data: f32(7, 8) } });
+  const { tensors, header: h } = readSafetensors(file);
+  for (const t of h.tensors) {
+    const d = tensors.get(t.name)!.data;
+    assert.equal(d.buffer, file.buffer, `${t.name} is a view`);
+    assert.equal(d.byteOffset, file.byteOffset + h.dataOffset + t.begin);
+  }
+  // A view: it sees the file's bytes.
+  new DataView(file.buffer).setFloat32(h.dataOffset, 42, true);
+  assert.equal(tensors.get('a')!.data[0], 42);
+  const shifted = new Uint8Array(file.length + 1).subarray(1);
+  shifted.set(file);
+  assert.notEqual(readSafetensors(shifted).tensors.get('a')!.data.buffer, shifted.buffer);
+  const half = writeSafetensors({ h: { dtype: 'F16', shape: [2], data: f32(1, 2) } });
+  assert.notEqual(readSafetensors(half).tensors.get('h')!.data.buffer, half.buffer);
+});
+
+test('skipFiniteCheck leaves non-finite values for the caller to find', () => {
+  const file = writeSafetensors({ w: { shape: [2], data: f32(1, NaN) } });
+  assert.ok(Number.isNaN(readSafetensors(file, undefined, { skipFiniteCheck: true }).tensors.get('w')!.data[1]));
+  assertRefused(() => readSafetensors(file), /element 1 is NaN/);
+});
