@@ -232,3 +232,45 @@ describe('generation during a graceful shutdown', () => {
     }
   });
 });
+
+describe('adapters of several bases', () => {
+  test('an upload goes to the base its config names; an unknown base is a 422 naming the loaded bases; /v1/adapters says base and task', async () => {
+    const { cp, mkdtemp, readFile, rm } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const genDir = await mkdtemp(path.join(os.tmpdir(), 'adapterhost-gen-store-'));
+    await cp(TINY_ADAPTERS, genDir, { recursive: true });
+    const dir = await copyAdapters('gen-up');
+    const token = 'test-admin-token-0123456789';
+    const t = await startTestServer({ modelDir: `${MODEL_DIR},${TINY_MODEL}`, adaptersDir: `${dir},${genDir}`, adminToken: token }, { dir });
+    try {
+      const cfg = JSON.parse(await readFile(path.join(TINY_ADAPTERS, 'tiny-qv/adapter_config.json'), 'utf8'));
+      const weights = await readFile(path.join(TINY_ADAPTERS, 'tiny-qv/adapter_model.safetensors'));
+      const put = (id: string, config: unknown) => {
+        const form = new FormData();
+        form.append('adapter_config', new Blob([JSON.stringify(config)]), 'adapter_config.json');
+        form.append('adapter_model', new Blob([weights]), 'adapter_model.safetensors');
+        return fetch(`${t.url}/v1/adapters/${id}`, { method: 'PUT', headers: { authorization: `Bearer ${token}` }, body: form });
+      };
+      const ok = await put('my-gen', cfg);
+      assert.equal(ok.status, 201, await ok.clone().text());
+      const listed = (await (await fetch(`${t.url}/v1/adapters/my-gen`)).json()) as { base: string; task: string };
+      assert.equal(listed.base, 'tiny-llama');
+      assert.equal(listed.task, 'text-generation');
+      const spam = (await (await fetch(`${t.url}/v1/adapters/spam`)).json()) as { base: string; task: string };
+      assert.equal(spam.base, 'adapterhost-demo-bert');
+      const gen = await postJson(`${t.url}/v1/completions`, { model: 'my-gen', prompt: 'hi', max_tokens: 3, temperature: 0 });
+      assert.equal(gen.status, 200);
+      const bad = await put('other-gen', { ...cfg, base_model_name_or_path: 'some-org/not-loaded' });
+      assert.equal(bad.status, 422);
+      assert.match(((await bad.json()) as { error: { message: string } }).error.message, /names no base this server has loaded \(adapterhost-demo-bert, tiny-llama\)/);
+      const clash = await put('spam', cfg);
+      assert.equal(clash.status, 409, 'an id of one base cannot be taken by another');
+      const del = await fetch(`${t.url}/v1/adapters/my-gen`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+      assert.equal(del.status, 204);
+      assert.equal((await postJson(`${t.url}/v1/completions`, { model: 'my-gen', prompt: 'hi' })).status, 404);
+    } finally {
+      await t.stop();
+      await rm(genDir, { recursive: true, force: true });
+    }
+  });
+});
