@@ -31,7 +31,7 @@ export const MAX_REGEX_LENGTH = 512;
  */
 export const MAX_REGEX_PROGRAM = 2000;
 /** Most compiled RE2 instructions over all the regexes of one config (literal keys do not count). */
-export const MAX_CONFIG_PROGRAM = 20_000;
+export const MAX_CONFIG_PROGRAM = 10_000;
 /** Most entries in each of `rank_pattern` and `alpha_pattern` (EVA writes one per module). */
 export const MAX_PATTERN_ENTRIES = 4096;
 /** Most labels an `id2label` map may hold. */
