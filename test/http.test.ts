@@ -141,9 +141,11 @@ describe('inference endpoints', () => {
     const spam = await getJson(`${t.url}/v1/adapters/spam`);
     assert.equal(spam.status, 200);
     const keys = ['id', 'task_type', 'rank', 'target_modules', 'modules', 'labels', 'has_head', 'base_model', 'bytes_on_disk',
-      'bytes_in_memory', 'relative_to_base', 'cached', 'pinned', 'sha256', 'stored_at'];
+      'bytes_in_memory', 'relative_to_base', 'cached', 'pinned', 'sha256', 'stored_at', 'base', 'task'];
     assert.deepEqual(Object.keys(spam.body).sort(), keys.sort());
     assert.equal(spam.body.id, 'spam');
+    assert.equal(spam.body.base, 'adapterhost-demo-bert');
+    assert.equal(spam.body.task, 'sequence-classification');
     assert.deepEqual(spam.body.labels, await labelsOf('spam'));
     assert.equal(spam.body.has_head, true);
     assert.ok(spam.body.rank > 0);

@@ -52,7 +52,7 @@ describe('OpenAI SDK against the real server', () => {
         assert.ok(e instanceof OpenAI.NotFoundError, String(e));
         assert.equal(e.status, 404);
         assert.equal(e.code, 'MODEL_NOT_FOUND');
-        assert.match(e.message, /neither the base model/);
+        assert.match(e.message, /neither a base model \(adapterhost-demo-bert\) nor an adapter/);
         return true;
       });
     }

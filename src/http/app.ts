@@ -43,7 +43,7 @@ export function createApp({ config, services, metrics, log, state }: AppDeps): E
   app.use(predictRoutes(config.maxBodyKb, services, metrics, state));
   app.use(embeddingsRoutes(config.maxBodyKb, services, state));
   app.use(generationRoutes(config.maxBodyKb, {
-    bases: services.generation.map((g) => g.service),
+    bases: (services.generation ?? []).map((g) => g.service),
     notGenerative: (model) => (model === services.manifest.baseModel || services.manifest.aliases.includes(model) || services.registry.has(model)
       ? `model "${model}" is a ${services.manifest.task} model (base ${services.manifest.baseModel}): it cannot generate text; use /v1/predict or /v1/embeddings`
       : null),

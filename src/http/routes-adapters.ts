@@ -9,6 +9,7 @@ import { adapterView } from './views.js';
 import { allBases, type BaseEntry } from './routes-models.js';
 import type { AdapterInfo } from '../adapter/loader.js';
 import { sameBase } from '../adapter/lora-weights.js';
+import { DEFAULT_MAX_CONFIG_BYTES } from '../adapter/peft-config.js';
 import { AppError, clip } from '../errors.js';
 
 /**
@@ -25,7 +26,10 @@ export function adapterRoutes(config: Pick<Config, 'adminToken' | 'maxUploadMb' 
   const uploadTarget = (id: string, configBytes: Buffer): BaseEntry => {
     const existing = bases.find((b) => b.registry.has(id));
     let name: unknown = null;
-    try { name = (JSON.parse(configBytes.toString('utf8')) as { base_model_name_or_path?: unknown })?.base_model_name_or_path ?? null; } catch { /* the registry's validation reports it */ }
+    // Only a config within the size cap is read here; anything else is refused by the registry's validation.
+    if (configBytes.length <= DEFAULT_MAX_CONFIG_BYTES) {
+      try { name = (JSON.parse(configBytes.toString('utf8')) as { base_model_name_or_path?: unknown })?.base_model_name_or_path ?? null; } catch { /* reported by validation */ }
+    }
     const named = typeof name === 'string' ? bases.find((b) => sameBase(name as string, b.manifest)) : undefined;
     const target = named ?? (bases.length === 1 || typeof name !== 'string' || config.allowBaseMismatch ? existing ?? bases[0]! : null);
     if (!target) {
