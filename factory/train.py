@@ -177,15 +177,15 @@ def pretrain(model):
 TASKS = [
     # id, file, r, alpha, rslora, rank_pattern, alpha_pattern, dtype; forms: the kinds of input
     # (data.py's `form`), each evaluated on its own; the first is the headline form.
-    dict(id="spam", file="spam", r=16, alpha=32, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=6, lr=3e-3,
-         forms=["snippet", "subject", "body", "fortune"]),
-    dict(id="lang", file="lang", r=4, alpha=8, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=2,
+    dict(id="spam", file="spam", r=16, alpha=32, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=4, lr=3e-3,
+         forms=["snippet", "subject", "body", "sentence", "fortune", "everyday"]),
+    dict(id="lang", file="lang", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=3, lr=3e-3,
          forms=["phrase", "whole"]),
     dict(id="topic", file="topic", r=16, alpha=16, rslora=True, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=2,
          forms=["whole", "phrase"]),
     dict(id="es-topic", file="es-topic", r=8, alpha=16, rslora=False, rank_pattern={"value": 4}, alpha_pattern={"value": 8}, dtype="F32", epochs=3,
          forms=["whole", "phrase"]),
-    dict(id="sentiment", file="sentiment", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=4,
+    dict(id="sentiment", file="sentiment", r=16, alpha=32, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=8, lr=3e-3,
          forms=["sentence"]),
 ]
 ONLY = [x for x in os.environ.get("TASKS", "").split(",") if x]
