@@ -78,3 +78,15 @@ the content of Debian's descriptions, but it invents details and is no general-p
 """
     open(os.path.join(ROOT, "adapters-llm", aid, "README.md"), "w").write(card)
 print(open(os.path.join(BUILD, "tables.md")).read())
+
+# The README's and docs/demo-llm.md's tables, between their markers.
+tables = open(os.path.join(BUILD, "tables.md")).read()
+for doc in ("README.md", os.path.join("docs", "demo-llm.md")):
+    p = os.path.join(ROOT, doc)
+    if not os.path.exists(p):
+        continue
+    text = open(p).read()
+    a, b = "<!-- decoder-tables:start -->", "<!-- decoder-tables:end -->"
+    if a in text and b in text:
+        text = text[: text.index(a) + len(a)] + "\n" + tables + text[text.index(b):]
+        open(p, "w").write(text)
