@@ -93,6 +93,25 @@ describe('generation scheduler (continuous batching, tiny decoder in a worker)',
     assert.equal(s.stats.kvBytes, 0);
   });
 
+  it('cancelling a waiting sequence releases no reservation it never held', async () => {
+    const one = make().reserveFor(12 + 30);
+    const s = make({ kvBudgetBytes: one, maxWaiting: 5 });
+    const a = collect(), b = collect(), c = collect();
+    const ac = new AbortController();
+    const job = (i: number) => ({ promptIds: prompt(8, i), adapter: null, adapterId: null, maxTokens: 30, picker: greedy });
+    s.submit({ ...job(1), sink: a.sink });
+    s.submit({ ...job(2), sink: b.sink, signal: ac.signal });
+    s.submit({ ...job(3), sink: c.sink });
+    assert.deepEqual([s.stats.running, s.stats.waiting, s.stats.kvReservedBytes], [1, 2, one]);
+    ac.abort();
+    assert.equal((await b.done).reason, 'cancelled');
+    assert.equal(s.stats.kvReservedBytes, one, 'still exactly the running sequence');
+    assert.ok(s.stats.running <= 1, 'the budget still holds one sequence');
+    assert.equal((await a.done).tokens.length, 30);
+    assert.equal((await c.done).tokens.length, 30);
+    assert.equal(s.stats.kvReservedBytes, 0);
+  });
+
   it('admission waits for KV budget; past the queue limit QUEUE_FULL; what can never fit is refused up front', async () => {
     const one = make().reserveFor(12 + 20);
     const s = make({ kvBudgetBytes: one * 2, maxWaiting: 3 });

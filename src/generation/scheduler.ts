@@ -163,9 +163,9 @@ export class GenerationScheduler {
   private finish(s: Seq, reason: FinishReason, error?: AppError): void {
     if (s.done) return;
     s.done = true;
-    this.reservedBytes -= s.reserved;
     const i = this.running.indexOf(s);
-    if (i >= 0) { this.running.splice(i, 1); this.o.engine.free([s.id]); }
+    // Only an admitted (running) sequence holds a reservation and a cache.
+    if (i >= 0) { this.running.splice(i, 1); this.reservedBytes -= s.reserved; this.o.engine.free([s.id]); }
     if (this.running.length === 0) this.kvBytesNow = 0; // every cache was freed
     const w = this.waiting.indexOf(s);
     if (w >= 0) this.waiting.splice(w, 1);
