@@ -158,7 +158,11 @@ async function startGenerationBase(
   const registry = new AdapterRegistry(store, loader, cache, log.child({ component: 'registry', base: manifest.baseModel }));
   registries.push({ registry, loader });
   await registry.init();
-  const tokenizer = new Tokenizer(JSON.parse(await readFile(path.join(modelDir, manifest.tokenizerFile), 'utf8')), {});
+  const tokJson = JSON.parse(await readFile(path.join(modelDir, manifest.tokenizerFile), 'utf8')) as { model?: { vocab?: Record<string, number> | Array<[string, number]> }; added_tokens?: Array<{ content: string }> };
+  const tokenizer = new Tokenizer(tokJson, {});
+  const vocab = tokJson.model?.vocab;
+  const pieces = [...(Array.isArray(vocab) ? vocab.map((v) => v[0]) : Object.keys(vocab ?? {})), ...(tokJson.added_tokens ?? []).map((t) => t.content)];
+  const maxTokenChars = pieces.reduce((m, p) => Math.max(m, p.length), 1);
   const engine = await DecoderWorkerEngine.start({ modelDir, manifest, threads: config.threads, executionProvider: config.executionProvider });
   const scheduler = new GenerationScheduler({
     engine, spec: manifest.generation!,
@@ -168,7 +172,7 @@ async function startGenerationBase(
   });
   const glog = log.child({ component: 'generation', base: manifest.baseModel });
   const service = new GenerationService({
-    manifest, tokenizer, scheduler, registry,
+    manifest, tokenizer, scheduler, registry, maxTokenChars,
     onToken: (r) => hooks.generation?.onToken(r),
     onFinished: (r) => {
       hooks.generation?.onFinished({ adapterId: r.adapterId, promptTokens: r.result?.promptTokens ?? 0, completionTokens: r.result?.completionTokens ?? 0, reason: r.reason });

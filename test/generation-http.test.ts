@@ -155,6 +155,9 @@ describe('generation over HTTP (openai SDK, SSE)', () => {
     const long = await postJson(`${t.url}/v1/completions`, { model: 'tiny-llama', prompt: 'word '.repeat(400) });
     assert.equal(long.status, 400);
     assert.match(long.body.error.message, /\d+ tokens; the model's context is 256/);
+    const huge = await postJson(`${t.url}/v1/chat/completions`, { model: 'tiny-all', messages: [{ role: 'user', content: 'x'.repeat(300_000) }] });
+    assert.equal(huge.status, 400);
+    assert.match(huge.body.error.message, /300\d{3} characters, more than the model's context of 256 tokens can hold/);
     const over = await postJson(`${t.url}/v1/completions`, { model: 'tiny-llama', prompt: 'hello', max_tokens: 300 });
     assert.equal(over.status, 400);
     assert.match(over.body.error.message, /max_tokens is 300/);

@@ -47,6 +47,9 @@ export interface GenerationServiceDeps {
   tokenizer: Tokenizer;
   scheduler: GenerationScheduler;
   registry: AdapterRegistry;
+  /** The most characters one token of the vocabulary can stand for: a prompt longer than
+   * maxPositions × this cannot fit, and is refused without being tokenized. */
+  maxTokenChars: number;
   /** Hooks for metrics and logs. */
   onFinished?(r: { adapterId: string | null; result: GenerateResult | null; reason: FinishReason; totalMs: number }): void;
   onToken?(r: { adapterId: string | null; first: boolean; gapMs: number }): void;
@@ -84,13 +87,19 @@ export class GenerationService {
   /** Prompt token ids for a request (chat template applied for messages). */
   promptIds(input: GenerateInput): number[] {
     const g = this.d.manifest.generation!;
+    let text: string;
     if (input.messages) {
       if (!g.chatTemplate) throw new AppError('BAD_REQUEST', `model "${this.name}" has no chat template; use /v1/completions`);
-      const text = renderChat(g.chatTemplate, input.messages, { bos_token: g.bosToken, eos_token: g.eosToken, add_generation_prompt: true });
-      return this.d.tokenizer.encode(text, { add_special_tokens: false }).ids;
+      text = renderChat(g.chatTemplate, input.messages, { bos_token: g.bosToken, eos_token: g.eosToken, add_generation_prompt: true });
+    } else {
+      text = input.prompt ?? '';
     }
-    const ids = this.d.tokenizer.encode(input.prompt ?? '', { add_special_tokens: false }).ids;
-    return g.bosId !== null ? [g.bosId, ...ids] : ids;
+    // Cheap bound first: no tokenizing (on the HTTP thread) of a prompt that cannot fit the context.
+    if (text.length > g.maxPositions * this.d.maxTokenChars) {
+      throw new AppError('INPUT_TOO_LONG', `the prompt has ${text.length} characters, more than the model's context of ${g.maxPositions} tokens can hold`);
+    }
+    const ids = this.d.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    return input.messages || g.bosId === null ? ids : [g.bosId, ...ids];
   }
 
   /** Runs one request; resolves when it ends (events carry the text). Throws for requests refused before they start. */
