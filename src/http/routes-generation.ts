@@ -56,6 +56,7 @@ export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, 
       return;
     }
     const sse = new SseStream(res);
+    let early: AppError | null = null;
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const chunk = (delta: string | null, finish: string | null, role = false) => (kind === 'chat'
       ? { ...base, object, choices: [{ index: 0, delta: finish ? {} : { ...(role ? { role: 'assistant' } : {}), content: delta ?? '' }, logprobs: null, finish_reason: finish }] }
@@ -69,11 +70,13 @@ export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, 
         sse.done();
       },
       onError: (e) => {
+        if (!sse.isStarted) { early = e; return; } // nothing sent yet: a plain error response with its status
         // Headers are gone: the error travels in the stream, as OpenAI does, then the stream ends.
         sse.send(openAiErrorBody(e));
         sse.done();
       },
     }, ac.signal);
+    if (early) throw early;
   };
   const wrap = (fn: (req: Request, res: Response) => Promise<void>) => (req: Request, res: Response, next: NextFunction) => { fn(req, res).catch(next); };
   r.post('/v1/completions', acceptingWork(state), ...jsonBody(maxBodyKb), wrap(handle('completion')));
