@@ -36,6 +36,7 @@ export const SETTINGS = {
   maxRunningSeqs: { flag: 'max-running-seqs', env: 'ADAPTERHOST_MAX_RUNNING_SEQS', def: '32', schema: int(1, 4096), doc: 'Most sequences decoding at once per text-generation base (rows of one decode step).' },
   prefillChunk: { flag: 'prefill-chunk', env: 'ADAPTERHOST_PREFILL_CHUNK', def: '128', schema: int(1, 1 << 20), doc: 'Most prompt tokens one prefill step feeds; longer prompts are prefilled in chunks between decode steps.' },
   maxWaitingSeqs: { flag: 'max-waiting-seqs', env: 'ADAPTERHOST_MAX_WAITING_SEQS', def: '256', schema: int(1, 1_000_000), doc: 'Most generation requests waiting for admission per base; past it 429 with Retry-After.' },
+  streamStallMs: { flag: 'stream-stall-ms', env: 'ADAPTERHOST_STREAM_STALL_MS', def: '30000', schema: int(1, 3_600_000), doc: 'A streaming client that reads nothing for this long (with 64 KiB waiting in its buffer) is cancelled and its KV cache freed; until then its sequence is paused.' },
   maxInputs: { flag: 'max-inputs', env: 'ADAPTERHOST_MAX_INPUTS', def: '64', schema: int(1, 100_000), doc: 'Most inputs in one request.' },
   maxTokens: { flag: 'max-tokens', env: 'ADAPTERHOST_MAX_TOKENS', def: '512', schema: int(2, 1 << 20), doc: "Most tokens per input (capped by the model's max length)." },
   maxInputChars: { flag: 'max-input-chars', env: 'ADAPTERHOST_MAX_INPUT_CHARS', def: '20000', schema: int(1, 10_000_000), doc: 'Most characters per input, checked before tokenizing.' },

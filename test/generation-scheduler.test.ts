@@ -93,6 +93,27 @@ describe('generation scheduler (continuous batching, tiny decoder in a worker)',
     assert.equal(s.stats.kvBytes, 0);
   });
 
+  it('a paused sequence (slow reader) sits out decode steps, keeps its cache, and resumes on poke with the same tokens', async () => {
+    const s = make();
+    let hold = false;
+    const slow = collect();
+    const sink = { ...slow.sink, onToken: (t: number) => { slow.tokens.push(t); if (slow.tokens.length === 3) hold = true; return false; }, paused: () => hold };
+    const fast = collect();
+    const p1 = prompt(6, 11), p2 = prompt(9, 12);
+    s.submit({ promptIds: p1, adapter: adapters['tiny-all']!, adapterId: 'tiny-all', maxTokens: 12, picker: greedy, sink });
+    s.submit({ promptIds: p2, adapter: null, adapterId: null, maxTokens: 12, picker: greedy, sink: fast.sink });
+    const other = await fast.done;
+    assert.equal(other.tokens.length, 12, 'the other stream ran to the end');
+    assert.equal(slow.tokens.length, 3, 'the paused one did not advance');
+    assert.equal(s.stats.running, 1);
+    assert.ok(s.stats.kvReservedBytes > 0, 'it keeps its reservation while paused');
+    hold = false;
+    s.poke();
+    const r = await slow.done;
+    const [alone] = await generateGreedy(dec.runner, [{ promptIds: p1, adapter: adapters['tiny-all']!, maxNewTokens: 12 }]);
+    assert.deepEqual(r.tokens, alone!.tokens);
+  });
+
   it('cancelling a waiting sequence releases no reservation it never held', async () => {
     const one = make().reserveFor(12 + 30);
     const s = make({ kvBudgetBytes: one, maxWaiting: 5 });

@@ -13,6 +13,9 @@ export interface SequenceSink {
   onToken(token: number): boolean;
   /** Called once, last. `error` is set when reason is 'error'. */
   onFinish(reason: FinishReason, error?: AppError): void;
+  /** True while the consumer cannot take more (a stream whose client reads slower than we write):
+   * the sequence keeps its cache but sits out decode steps until {@link GenerationScheduler.poke}. */
+  paused?(): boolean;
 }
 
 /** Picks the next token from a row's logits (a seeded sampler, or argmax). */
@@ -90,6 +93,8 @@ export class GenerationScheduler {
   private loop: Promise<void> | null = null;
   private closed = false;
   private readonly idle: Array<() => void> = [];
+  /** Wakes a loop that found every running sequence paused. */
+  private wake: (() => void) | null = null;
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -151,7 +156,16 @@ export class GenerationScheduler {
     this.closed = true;
   }
 
+  /** A paused sequence can take more (its stream drained), or something else changed: step again. */
+  poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+    this.kick();
+  }
+
   private kick(): void {
+    if (this.wake) { const w = this.wake; this.wake = null; w(); }
     if (this.loop) return;
     this.loop = this.run().finally(() => {
       this.loop = null;
@@ -191,8 +205,12 @@ export class GenerationScheduler {
       this.admit();
       if (this.running.length === 0) return; // everything left was cancelled, or nothing fits (cannot happen: need ≤ budget)
       try {
-        await this.prefillStep();
-        await this.decodeStep();
+        const stepped = (await this.prefillStep()) + (await this.decodeStep());
+        if (stepped === 0) {
+          // Every running sequence is paused (slow readers): wait for a poke instead of spinning.
+          await new Promise<void>((resolve) => { this.wake = resolve; setTimeout(resolve, 1000).unref(); });
+          this.wake = null;
+        }
       } catch (e) {
         const err = e instanceof AppError ? e : new AppError('INTERNAL', `generation failed: ${(e as Error).message}`);
         for (const s of [...this.running]) this.finish(s, 'error', err);
@@ -212,7 +230,8 @@ export class GenerationScheduler {
     return { adapters, index };
   }
 
-  private async prefillStep(): Promise<void> {
+  /** Runs a prefill step if any prompt is not yet in the cache; returns the rows it ran. */
+  private async prefillStep(): Promise<number> {
     let budget = this.o.prefillChunk;
     const rows: Array<{ s: Seq; tokens: number[] }> = [];
     for (const s of this.running) {
@@ -223,7 +242,7 @@ export class GenerationScheduler {
       rows.push({ s, tokens: s.job.promptIds.slice(s.prefilled, s.prefilled + n) });
       budget -= n;
     }
-    if (rows.length === 0) return;
+    if (rows.length === 0) return 0;
     const { adapters, index } = this.adaptersOf(rows.map((r) => r.s));
     const res = await this.o.engine.step(rows.map((r, i) => ({ seq: r.s.id, tokens: r.tokens, adapter: index[i]! })), adapters);
     this.kvBytesNow = res.kvBytes;
@@ -232,15 +251,18 @@ export class GenerationScheduler {
       r.s.prefilled += r.tokens.length;
       if (r.s.prefilled === r.s.job.promptIds.length && !r.s.done) this.accept(r.s, res.logits[i]!);
     });
+    return rows.length;
   }
 
-  private async decodeStep(): Promise<void> {
-    const rows = this.running.filter((s) => s.next !== null && !s.cancelled);
-    if (rows.length === 0) return;
+  /** Runs a decode step over every running sequence past its prompt that is not paused; returns the rows it ran. */
+  private async decodeStep(): Promise<number> {
+    const rows = this.running.filter((s) => s.next !== null && !s.cancelled && !s.job.sink.paused?.());
+    if (rows.length === 0) return 0;
     const { adapters, index } = this.adaptersOf(rows);
     const res = await this.o.engine.step(rows.map((s, i) => ({ seq: s.id, tokens: [s.next!], adapter: index[i]! })), adapters);
     this.kvBytesNow = res.kvBytes;
     this.o.onStep?.({ kind: 'decode', rows: rows.length, distinctAdapters: adapters.length, tokens: rows.length, runMs: res.runMs, kvBytes: res.kvBytes });
     rows.forEach((s, i) => { if (!s.done) this.accept(s, res.logits[i]!); });
+    return rows.length;
   }
 }

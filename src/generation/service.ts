@@ -31,6 +31,9 @@ export interface GenerateEvents {
   onText(delta: string): void;
   onDone(r: GenerateResult): void;
   onError(e: AppError): void;
+  /** True while the consumer cannot take more text: the sequence sits out decode steps (keeping its
+   * cache) until `scheduler.poke()`. */
+  paused?(): boolean;
 }
 
 export interface GenerateResult {
@@ -169,6 +172,7 @@ export class GenerationService {
               return r.stopped;
             },
             onFinish: finish,
+            paused: () => events.paused?.() ?? false,
           },
         });
         events.onStart?.({ promptTokens: ids.length });

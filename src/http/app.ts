@@ -47,7 +47,7 @@ export function createApp({ config, services, metrics, log, state }: AppDeps): E
     notGenerative: (model) => (model === services.manifest.baseModel || services.manifest.aliases.includes(model) || services.registry.has(model)
       ? `model "${model}" is a ${services.manifest.task} model (base ${services.manifest.baseModel}): it cannot generate text; use /v1/predict or /v1/embeddings`
       : null),
-  }, state));
+  }, state, config.streamStallMs));
   app.use(routeNotFound());
   app.use(errorHandler());
   return app;

@@ -32,7 +32,10 @@ const usage = (r: GenerateResult) => ({ prompt_tokens: r.promptTokens, completio
  * or not. A client that disconnects cancels its sequence (it stops within a step and its KV
  * cache is freed). Errors use OpenAI's error object so SDKs surface them.
  */
-export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, state: ServerState): Router {
+/** Bytes a stream may have waiting in Node's buffer before its sequence pauses (the kernel's socket buffer comes first). */
+export const STREAM_PAUSE_BYTES = 64 * 1024;
+
+export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, state: ServerState, streamStallMs: number): Router {
   const r = Router();
   const handle = (kind: 'completion' | 'chat') => async (req: Request, res: Response) => {
     const q: GenerationRequest & { prompt?: string; messages?: GenerateInput['messages'] } = kind === 'chat' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
@@ -57,13 +60,26 @@ export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, 
     }
     const sse = new SseStream(res);
     let early: AppError | null = null;
+    // Backpressure: a client that reads slower than we write pauses its sequence (it keeps its KV
+    // cache but sits out decode steps); one that stays stalled for streamStallMs is cancelled.
+    let stall: NodeJS.Timeout | null = null;
+    const paused = () => res.writableLength > STREAM_PAUSE_BYTES;
+    res.on('drain', () => {
+      if (stall) { clearTimeout(stall); stall = null; }
+      svc.scheduler.poke();
+    });
+    res.on('close', () => { if (stall) clearTimeout(stall); });
+    const sent = () => {
+      if (paused() && !stall) stall = setTimeout(() => { ac.abort(); res.destroy(); }, streamStallMs);
+    };
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const chunk = (delta: string | null, finish: string | null, role = false) => (kind === 'chat'
       ? { ...base, object, choices: [{ index: 0, delta: finish ? {} : { ...(role ? { role: 'assistant' } : {}), content: delta ?? '' }, logprobs: null, finish_reason: finish }] }
       : { ...base, object, choices: [{ index: 0, text: delta ?? '', logprobs: null, finish_reason: finish }] });
     await svc.generate(input, {
       onStart: () => { if (kind === 'chat') sse.send(chunk('', null, true)); },
-      onText: (t) => { sse.send(chunk(t, null)); },
+      onText: (t) => { sse.send(chunk(t, null)); sent(); },
+      paused,
       onDone: (x) => {
         sse.send(chunk(null, x.finishReason));
         if (q.includeUsage) sse.send({ ...base, object, choices: [], usage: usage(x) });
