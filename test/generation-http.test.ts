@@ -69,6 +69,12 @@ describe('generation over HTTP (openai SDK, SSE)', () => {
     assert.equal(text, full.choices[0]!.message.content);
     assert.equal(finish, full.choices[0]!.finish_reason);
     assert.deepEqual(usage, full.usage);
+    // generation_config.json says do_sample: false, so a request without temperature is greedy too.
+    const { temperature: _t, ...noTemperature } = req;
+    const dflt = await client.chat.completions.create(noTemperature);
+    assert.equal(dflt.choices[0]!.message.content, full.choices[0]!.message.content);
+    const sampled = await client.chat.completions.create({ ...noTemperature, temperature: 1.5, seed: 5 });
+    assert.notEqual(sampled.choices[0]!.message.content, full.choices[0]!.message.content, 'an explicit temperature still samples');
   });
 
   test('completions: streamed and not agree, with a seed for sampled text (same seed, same text)', async () => {

@@ -38,8 +38,14 @@ export const STREAM_PAUSE_BYTES = 64 * 1024;
 export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, state: ServerState, streamStallMs: number): Router {
   const r = Router();
   const handle = (kind: 'completion' | 'chat') => async (req: Request, res: Response) => {
-    const q: GenerationRequest & { prompt?: string; messages?: GenerateInput['messages'] } = kind === 'chat' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
-    const svc = resolve(routing, q.model);
+    // The model first (its base's sampling defaults apply), then the whole body; a body without a
+    // string model is parsed as is, for the schema's own message.
+    const named: unknown = (req.body as { model?: unknown } | null)?.model;
+    const svcOf = typeof named === 'string' ? resolve(routing, named) : null;
+    const t = svcOf?.manifest.generation?.defaultTemperature;
+    const defaults = t === null || t === undefined ? {} : { temperature: t };
+    const q: GenerationRequest & { prompt?: string; messages?: GenerateInput['messages'] } = kind === 'chat' ? parseChatRequest(req.body, defaults) : parseCompletionRequest(req.body, defaults);
+    const svc = svcOf ?? resolve(routing, q.model);
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
     const created = Math.floor(Date.now() / 1000);
     const base = { id, created, model: q.model, system_fingerprint: null };

@@ -7,7 +7,7 @@ import { toNumber, type GraphProto } from './onnx-graph.js';
 /** The projections of a Llama-style block that `prepare` slots by default for a decoder. */
 export const DECODER_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 
-type Layout = Omit<GenerationSpec, 'maxPositions' | 'bosId' | 'eosIds' | 'padId' | 'chatTemplate' | 'bosToken' | 'eosToken'>;
+type Layout = Omit<GenerationSpec, 'maxPositions' | 'bosId' | 'eosIds' | 'padId' | 'chatTemplate' | 'bosToken' | 'eosToken' | 'defaultTemperature'>;
 
 function dimsOf(v: { type?: { tensorType?: { shape?: { dim?: Array<{ dimValue?: unknown; dimParam?: string | null }> | null } | null } | null } | null }): Array<number | string> {
   return (v.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : toNumber(d.dimValue)));
@@ -62,7 +62,7 @@ export function readDecoderLayout(graph: GraphProto, problems: string[]): Layout
 
 interface TokenizerFiles { added_tokens?: Array<{ id: number; content: string }> }
 interface TokenizerConfig { bos_token?: unknown; eos_token?: unknown; pad_token?: unknown; chat_template?: unknown }
-interface GenerationConfig { bos_token_id?: unknown; eos_token_id?: unknown; pad_token_id?: unknown }
+interface GenerationConfig { bos_token_id?: unknown; eos_token_id?: unknown; pad_token_id?: unknown; do_sample?: unknown; temperature?: unknown }
 
 const tokenString = (t: unknown): string | null => (typeof t === 'string' ? t : t && typeof (t as { content?: unknown }).content === 'string' ? (t as { content: string }).content : null);
 
@@ -74,9 +74,10 @@ async function readJson<T>(file: string): Promise<T | null> {
 /**
  * The special tokens and chat template of a decoder, from the Hugging Face files beside
  * tokenizer.json: `tokenizer_config.json` (bos/eos/pad tokens, chat_template) and
- * `generation_config.json` (eos_token_id may list several ids, e.g. end-of-text and end-of-turn).
+ * `generation_config.json` (eos_token_id may list several ids, e.g. end-of-text and end-of-turn;
+ * `do_sample: false` makes greedy the default for requests that give no temperature).
  */
-export async function readSpecialTokens(tokenizerPath: string, problems: string[]): Promise<Pick<GenerationSpec, 'bosId' | 'eosIds' | 'padId' | 'chatTemplate' | 'bosToken' | 'eosToken'>> {
+export async function readSpecialTokens(tokenizerPath: string, problems: string[]): Promise<Pick<GenerationSpec, 'bosId' | 'eosIds' | 'padId' | 'chatTemplate' | 'bosToken' | 'eosToken' | 'defaultTemperature'>> {
   const dir = path.dirname(tokenizerPath);
   const tok = (await readJson<TokenizerFiles>(tokenizerPath)) ?? {};
   const cfg = (await readJson<TokenizerConfig>(path.join(dir, 'tokenizer_config.json'))) ?? {};
@@ -90,5 +91,7 @@ export async function readSpecialTokens(tokenizerPath: string, problems: string[
   if (eosIds.length === 0) problems.push(`no end-of-sequence token: set eos_token in ${path.join(dir, 'tokenizer_config.json')} (an added token of tokenizer.json) or eos_token_id in generation_config.json`);
   const bosId = ids(gen.bos_token_id)[0] ?? (bosToken !== null ? idOf.get(bosToken) ?? null : null);
   const padId = ids(gen.pad_token_id)[0] ?? (padToken !== null ? idOf.get(padToken) : undefined) ?? eosIds[0] ?? 0;
-  return { bosId, eosIds, padId, chatTemplate: typeof cfg.chat_template === 'string' ? cfg.chat_template : null, bosToken, eosToken };
+  const t = gen.temperature;
+  const defaultTemperature = gen.do_sample === false ? 0 : typeof t === 'number' && t >= 0 && t <= 2 ? t : null;
+  return { bosId, eosIds, padId, chatTemplate: typeof cfg.chat_template === 'string' ? cfg.chat_template : null, bosToken, eosToken, defaultTemperature };
 }

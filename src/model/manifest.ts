@@ -59,6 +59,9 @@ export interface GenerationSpec {
   chatTemplate: string | null;
   bosToken: string | null;
   eosToken: string | null;
+  /** Sampling temperature when a request gives none: 0 (greedy) when generation_config.json says
+   * `do_sample: false`, its `temperature` otherwise; null: OpenAI's default (1). */
+  defaultTemperature: number | null;
 }
 
 /** `model.json`: what `prepare` wrote next to the slotted `model.onnx`. */
