@@ -95,58 +95,64 @@ export async function createServices(config: Config, log: Logger, hooks: Service
     ...(hooks.cache ? { events: hooks.cache } : {}),
   });
   const generation: GenerationBase[] = [];
-  for (const [i, m] of manifests.entries()) {
-    if (i === ei) continue;
-    generation.push(await startGenerationBase(config, dirs[i]!, m, path.resolve(config.adaptersDir[i]!), cache, genRegistries, log, hooks));
-  }
-  const registry = new AdapterRegistry(store, loader, cache, log.child({ component: 'registry' }));
-  await registry.init();
-  const seen = new Map<string, string>();
-  for (const [base, reg] of [[manifest.baseModel, registry] as const, ...generation.map((g) => [g.manifest.baseModel, g.registry] as const)]) {
-    for (const a of reg.list()) {
-      const other = seen.get(a.id);
-      if (other) throw new AppError('INVALID_CONFIG', `adapter id "${a.id}" is in the stores of two bases (${other} and ${base}); ids must be unique across bases`);
-      seen.set(a.id, base);
+  try {
+    for (const [i, m] of manifests.entries()) {
+      if (i === ei) continue;
+      generation.push(await startGenerationBase(config, dirs[i]!, m, path.resolve(config.adaptersDir[i]!), cache, genRegistries, log, hooks));
     }
+    const registry = new AdapterRegistry(store, loader, cache, log.child({ component: 'registry' }));
+    await registry.init();
+    const seen = new Map<string, string>();
+    for (const [base, reg] of [[manifest.baseModel, registry] as const, ...generation.map((g) => [g.manifest.baseModel, g.registry] as const)]) {
+      for (const a of reg.list()) {
+        const other = seen.get(a.id);
+        if (other) throw new AppError('INVALID_CONFIG', `adapter id "${a.id}" is in the stores of two bases (${other} and ${base}); ids must be unique across bases`);
+        seen.set(a.id, base);
+      }
+    }
+    // One real run through the model: the warm-up readiness waits for, and the probe a restarted worker must pass.
+    const warmIds = tokenizer.encode('warm-up', manifest.maxLength, true);
+    const warmBatch: BatchInput = { batch: 1, seqLen: warmIds.length, inputIds: Int32Array.from(warmIds), lengths: Int32Array.of(warmIds.length), adapters: [], rowAdapter: Int32Array.of(-1) };
+    const engine = await WorkerEngine.start({
+      modelDir, manifest, threads: config.threads, executionProvider: config.executionProvider,
+      restart: { firstDelayMs: config.workerRestartMs, maxDelayMs: Math.max(config.workerRestartMs, config.workerRestartMaxMs) },
+      probe: warmBatch,
+      log: log.child({ component: 'engine' }),
+      ...(hooks.engine ? { events: hooks.engine } : {}),
+    });
+    const batcher = new Batcher({
+      engine,
+      maxBatchRows: config.maxBatch,
+      maxWaitMs: config.maxWaitMs,
+      maxQueueRows: config.queueLimit,
+      padId: tokenizer.padId,
+      ...(hooks.onBatch ? { onBatch: hooks.onBatch } : {}),
+    });
+    const encoder = await new AsyncTokenizer({ tokenizer, tokenizerPath }).start();
+    const inference = new InferenceService({
+      manifest, encoder, batcher, registry,
+      limits: { maxInputs: config.maxInputs, maxTokens: config.maxTokens, maxInputChars: config.maxInputChars },
+    });
+    return {
+      config, manifest, tokenizer, encoder, engine, store, loader, cache, registry, batcher, inference, generation,
+      async warmup() {
+        await engine.run(warmBatch);
+        for (const g of generation) await warmDecoder(g);
+      },
+      async close() {
+        for (const g of generation) g.scheduler.close();
+        await Promise.all(generation.map((g) => g.scheduler.drain()));
+        await batcher.drain();
+        await encoder.close();
+        await engine.close();
+        await Promise.all(generation.map((g) => g.engine.close()));
+      },
+    };
+  } catch (e) {
+    // Decoder workers already started must not keep the process alive after a failed start.
+    await Promise.all(generation.map((g) => g.engine.close()));
+    throw e;
   }
-  // One real run through the model: the warm-up readiness waits for, and the probe a restarted worker must pass.
-  const warmIds = tokenizer.encode('warm-up', manifest.maxLength, true);
-  const warmBatch: BatchInput = { batch: 1, seqLen: warmIds.length, inputIds: Int32Array.from(warmIds), lengths: Int32Array.of(warmIds.length), adapters: [], rowAdapter: Int32Array.of(-1) };
-  const engine = await WorkerEngine.start({
-    modelDir, manifest, threads: config.threads, executionProvider: config.executionProvider,
-    restart: { firstDelayMs: config.workerRestartMs, maxDelayMs: Math.max(config.workerRestartMs, config.workerRestartMaxMs) },
-    probe: warmBatch,
-    log: log.child({ component: 'engine' }),
-    ...(hooks.engine ? { events: hooks.engine } : {}),
-  });
-  const batcher = new Batcher({
-    engine,
-    maxBatchRows: config.maxBatch,
-    maxWaitMs: config.maxWaitMs,
-    maxQueueRows: config.queueLimit,
-    padId: tokenizer.padId,
-    ...(hooks.onBatch ? { onBatch: hooks.onBatch } : {}),
-  });
-  const encoder = await new AsyncTokenizer({ tokenizer, tokenizerPath }).start();
-  const inference = new InferenceService({
-    manifest, encoder, batcher, registry,
-    limits: { maxInputs: config.maxInputs, maxTokens: config.maxTokens, maxInputChars: config.maxInputChars },
-  });
-  return {
-    config, manifest, tokenizer, encoder, engine, store, loader, cache, registry, batcher, inference, generation,
-    async warmup() {
-      await engine.run(warmBatch);
-      for (const g of generation) await warmDecoder(g);
-    },
-    async close() {
-      for (const g of generation) g.scheduler.close();
-      await Promise.all(generation.map((g) => g.scheduler.drain()));
-      await batcher.drain();
-      await encoder.close();
-      await engine.close();
-      await Promise.all(generation.map((g) => g.engine.close()));
-    },
-  };
 }
 
 async function startGenerationBase(

@@ -283,3 +283,24 @@ describe('adapters of several bases', () => {
     }
   });
 });
+
+describe('start-up with several bases', () => {
+  test('an adapter id in two bases\' stores is refused at start-up, and no decoder worker is left running', async () => {
+    const { cp, mkdtemp, rm } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const { startServer } = await import('../src/serve.js');
+    const { loadConfig } = await import('../src/config.js');
+    const genDir = await mkdtemp(path.join(os.tmpdir(), 'adapterhost-gen-dup-'));
+    await cp(path.join(TINY_ADAPTERS, 'tiny-qv'), path.join(genDir, 'spam'), { recursive: true });
+    const dir = await copyAdapters('gen-dup');
+    try {
+      await assert.rejects(
+        startServer(loadConfig([], {}, { modelDir: `${MODEL_DIR},${TINY_MODEL}`, adaptersDir: `${dir},${genDir}`, port: 0, logLevel: 'silent', threads: 1 })),
+        (e: unknown) => /adapter id "spam" is in the stores of two bases/.test((e as Error).message),
+      );
+    } finally {
+      await rm(genDir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
