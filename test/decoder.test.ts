@@ -134,6 +134,9 @@ describe('decoder engine (tiny random decoder against PyTorch)', () => {
     await dec.runner.step([{ kv, tokens: ids.slice(0, 5), adapter: 0 }], [adapter]);
     const { logits } = await dec.runner.step([{ kv, tokens: ids.slice(5), adapter: 0 }], [adapter]);
     assert.equal(kv.length, ids.length);
+    assert.equal(logits.length, 1, 'one row of logits');
+    assert.ok(g.first_logits.length > 0);
+    assert.equal(logits[0]!.length, g.first_logits.length, 'the whole vocabulary is compared');
     let d = 0;
     g.first_logits.forEach((v, k) => { d = Math.max(d, Math.abs(logits[0]![k]! - v)); });
     assert.ok(d < 1e-4, `chunked prefill differs by ${d}`);

@@ -33,7 +33,10 @@ describe('engine on the committed demo model (real onnxruntime-node)', () => {
 
   it('tokenizes the golden texts to the ids PyTorch saw', async () => {
     const tok = await TextTokenizer.load(path.join(DEMO_MODEL_DIR, manifest.tokenizerFile));
+    assert.ok(Object.keys(golden.adapters).length > 0, 'the golden file has adapters');
     for (const [id, g] of Object.entries(golden.adapters)) {
+      assert.ok(g.texts.length > 0, `${id}: golden texts`);
+      assert.equal(g.ids.length, g.texts.length, `${id}: one ids row per text`);
       g.texts.forEach((t, i) => assert.deepEqual(tok.encode(t, 64, true), g.ids[i], `${id} text ${i}`));
     }
   });
@@ -41,7 +44,12 @@ describe('engine on the committed demo model (real onnxruntime-node)', () => {
   for (const id of DEMO_ADAPTER_IDS) {
     it(`adapter ${id}: logits equal PyTorch (unmerged and merged W + s·A·B) within 1e-4`, async () => {
       const g = golden.adapters[id]!;
+      assert.ok(g.ids.length > 0, 'golden rows');
+      assert.equal(g.logits.length, g.ids.length, 'one golden logits row per input');
+      assert.equal(g.merged_logits.length, g.ids.length, 'one golden merged row per input');
+      assert.equal(g.embeddings.length, g.ids.length, 'one golden embedding per input');
       const rows = await mixed.submit(g.ids.map((ids) => ({ ids, adapter: weights.get(id)! })));
+      assert.equal(rows.length, g.ids.length, 'one result per row');
       rows.forEach((r, i) => {
         assert.ok(r.logits, 'has logits');
         assert.equal(r.logits.length, g.labels.length);
@@ -56,7 +64,10 @@ describe('engine on the committed demo model (real onnxruntime-node)', () => {
   }
 
   it('base model alone (no adapter) gives the PyTorch base embeddings', async () => {
+    assert.ok(golden.base.ids.length > 0, 'golden base rows');
+    assert.equal(golden.base.embeddings.length, golden.base.ids.length);
     const rows = await mixed.submit(golden.base.ids.map((ids) => ({ ids, adapter: null })));
+    assert.equal(rows.length, golden.base.ids.length, 'one result per row');
     rows.forEach((r, i) => {
       assert.equal(r.logits, null);
       assert.ok(maxAbsDiff(r.embedding!, golden.base.embeddings[i]!) < 1e-4);
@@ -71,6 +82,8 @@ describe('engine on the committed demo model (real onnxruntime-node)', () => {
     rows.sort((a, b) => (a.ids.length % 3) - (b.ids.length % 3));
     const together = await mixed.submit(rows);
     const alone = await Promise.all(rows.map((r) => solo.submit([r]).then((x) => x[0]!)));
+    assert.equal(rows.length, 3 * (DEMO_ADAPTER_IDS.length + 1), 'three rows per adapter and three without');
+    assert.equal(together.length, rows.length, 'one result per row');
     together.forEach((t, i) => {
       const a = alone[i]!;
       if (a.logits) assert.ok(maxAbsDiff(t.logits!, a.logits) < 1e-5, `row ${i} logits`);

@@ -42,9 +42,13 @@ describe('demo decoder against PyTorch (KV cache, greedy)', () => {
       const adapter = await dec.loader.load(id);
       const g = golden.adapters[id]!;
       const runs = await generateGreedy(dec.runner, g.unmerged.map((u) => ({ promptIds: u.prompt_ids, adapter, maxNewTokens: 32 })), true);
+      assert.equal(runs.length, 3, 'one run per golden prompt');
+      assert.equal(g.merged.length, runs.length);
       runs.forEach((r, i) => {
         // Greedy stops at an end-of-sequence token; PyTorch's reference ran 32 steps regardless.
         const n = r.tokens.length;
+        assert.ok(n > 0, `${id} prompt ${i}: generated something`);
+        assert.equal(r.logits.length, n, `${id} prompt ${i}: one logits row per step`);
         assert.deepEqual(r.tokens, g.unmerged[i]!.tokens.slice(0, n), `${id} prompt ${i}: tokens`);
         assert.ok(n === 32 || dec.manifest.generation!.eosIds.includes(r.tokens[n - 1]!));
         const trim = (x: GoldenRun): GoldenRun => ({ ...x, probe_logits: x.probe_logits.slice(0, n), top_logits: x.top_logits.slice(0, n) });
@@ -59,8 +63,12 @@ describe('demo decoder against PyTorch (KV cache, greedy)', () => {
 
   it('the base alone equals PyTorch', async () => {
     const runs = await generateGreedy(dec.runner, golden.base.map((b) => ({ promptIds: b.prompt_ids, adapter: null, maxNewTokens: 32 })), true);
+    assert.ok(golden.base.length >= 2);
+    assert.equal(runs.length, golden.base.length, 'one run per golden prompt');
     runs.forEach((r, i) => {
       const n = r.tokens.length;
+      assert.ok(n > 0, `base prompt ${i}: generated something`);
+      assert.equal(r.logits.length, n, `base prompt ${i}: one logits row per step`);
       assert.deepEqual(r.tokens, golden.base[i]!.tokens.slice(0, n));
       const g = { ...golden.base[i]!, probe_logits: golden.base[i]!.probe_logits.slice(0, n), top_logits: golden.base[i]!.top_logits.slice(0, n) };
       assert.ok(goldenDiff(golden.probe_ids, g, r.logits) < 1e-4);
@@ -73,9 +81,12 @@ describe('demo decoder against PyTorch (KV cache, greedy)', () => {
     reqs.push({ promptIds: golden.base[0]!.prompt_ids, adapter: null, maxNewTokens: 16 });
     assert.ok(new Set(reqs.map((r) => r.promptIds.length)).size > 1, 'prompt lengths differ');
     const together = await generateGreedy(dec.runner, reqs, true);
+    assert.equal(together.length, reqs.length, 'one run per request');
     for (const [i, r] of reqs.entries()) {
       const [alone] = await generateGreedy(dec.runner, [r], true);
       assert.deepEqual(together[i]!.tokens, alone!.tokens);
+      assert.ok(together[i]!.logits.length > 0, `row ${i}: has steps`);
+      assert.equal(together[i]!.logits.length, alone!.logits.length, `row ${i}: same number of steps`);
       together[i]!.logits.forEach((row, s) => {
         let d = 0;
         for (let v = 0; v < row.length; v++) d = Math.max(d, Math.abs(row[v]! - alone!.logits[s]![v]!));

@@ -75,6 +75,8 @@ describe('admin routes with a token', () => {
     const copy = await postJson(`${t.url}/v1/predict`, { adapter_id: 'lang-copy', inputs: GERMAN });
     assert.equal(copy.status, 200);
     assert.equal(copy.body.predictions[0][0].label, 'de');
+    assert.ok(copy.body.predictions[0].length > 1, 'every label is compared');
+    assert.equal(copy.body.predictions[0].length, langAnswer.body.predictions[0].length);
     copy.body.predictions[0].forEach((p: { label: string; score: number }, i: number) => {
       assert.equal(p.label, langAnswer.body.predictions[0][i].label);
       assert.ok(Math.abs(p.score - langAnswer.body.predictions[0][i].score) < 1e-5);

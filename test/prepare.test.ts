@@ -52,6 +52,9 @@ describe('prepare', () => {
       }
       rows.push({ ids: golden.base.ids[0]!, adapter: null });
       const [a, b] = await Promise.all(engines.map((engine) => new Batcher({ engine, maxBatchRows: 64, maxWaitMs: 0, maxQueueRows: 100, padId: 0 }).submit(rows)));
+      assert.equal(rows.length, 2 * DEMO_ADAPTER_IDS.length + 1);
+      assert.equal(a!.length, rows.length, 'fresh model: one result per row');
+      assert.equal(b!.length, rows.length, 'committed model: one result per row');
       a!.forEach((r, i) => {
         const c = b![i]!;
         if (c.logits) assert.ok(maxAbsDiff(r.logits!, c.logits) < 1e-6);

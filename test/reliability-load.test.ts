@@ -131,6 +131,7 @@ test('mixed workload over 24 adapters, cache for ~6, small queue, uploads and de
       if (r.status === 200) {
         okInputs += job.texts.length;
         assert.equal(r.body.adapter_id, job.id);
+        assert.equal(r.body.predictions.length, job.texts.length, 'one prediction per input');
         (r.body.predictions as Pred[]).forEach((p, i) => assertSame(p, expected.get(job.id)![job.texts[i]!]!, `${job.id} / text ${job.texts[i]}`));
       } else {
         assert.ok(r.status === 429 || r.status === 503, `overload is 429/503, got ${r.status}: ${r.text}`);
