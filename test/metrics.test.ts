@@ -2,7 +2,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createMetrics } from '../src/metrics.js';
-import { getJson, metricValue, postJson, scrape, startTestServer, type TestServer } from './helpers/http-harness.js';
+import { getJson, hasMetricFamily, metricValue, postJson, scrape, startTestServer, type TestServer } from './helpers/http-harness.js';
+
+/** A labelled series is only emitted after its first observation: a "before" scrape may lack it. */
+const ZERO_BEFORE = { absentIsZero: true };
 
 describe('metrics', () => {
   let t: TestServer;
@@ -34,7 +37,7 @@ describe('metrics', () => {
     assert.equal((await postJson(`${t.url}/v1/predict`, { adapter_id: 'topic', inputs: 'the election results' })).status, 200);
     const m1 = await scrape(t.url);
     assert.equal(metricValue(m1, 'adapterhost_adapter_cache_misses_total') - metricValue(m0, 'adapterhost_adapter_cache_misses_total'), 1);
-    assert.equal(metricValue(m1, 'adapterhost_adapter_load_duration_seconds_count', { result: 'ok' }) - metricValue(m0, 'adapterhost_adapter_load_duration_seconds_count', { result: 'ok' }), 1);
+    assert.equal(metricValue(m1, 'adapterhost_adapter_load_duration_seconds_count', { result: 'ok' }) - metricValue(m0, 'adapterhost_adapter_load_duration_seconds_count', { result: 'ok' }, ZERO_BEFORE), 1);
     assert.equal((await getJson(`${t.url}/v1/adapters/topic`)).body.cached, true);
     assert.equal((await postJson(`${t.url}/v1/predict`, { adapter_id: 'topic', inputs: 'the election results' })).status, 200);
     const m2 = await scrape(t.url);
@@ -42,7 +45,7 @@ describe('metrics', () => {
     assert.equal(metricValue(m2, 'adapterhost_adapter_cache_misses_total'), metricValue(m1, 'adapterhost_adapter_cache_misses_total'));
     assert.ok(metricValue(m2, 'adapterhost_adapter_cache_entries') >= 1);
     assert.ok(metricValue(m2, 'adapterhost_adapter_cache_bytes') > 0);
-    assert.equal(metricValue(m2, 'adapterhost_predictions_total', { adapter: 'topic' }) - metricValue(m0, 'adapterhost_predictions_total', { adapter: 'topic' }), 2);
+    assert.equal(metricValue(m2, 'adapterhost_predictions_total', { adapter: 'topic' }) - metricValue(m0, 'adapterhost_predictions_total', { adapter: 'topic' }, ZERO_BEFORE), 2);
     assert.ok(metricValue(m2, 'adapterhost_batch_rows_count') > 0);
     assert.ok(metricValue(m2, 'adapterhost_inference_duration_seconds_count') > 0);
     assert.ok(metricValue(m2, 'adapterhost_queue_wait_seconds_count') > 0);
@@ -56,10 +59,10 @@ describe('metrics', () => {
     for (let i = 0; i < 3; i++) assert.equal((await fetch(`${t.url}/v1/adapters/unknown-${i}`)).status, 404);
     for (let i = 0; i < 2; i++) await fetch(`${t.url}/no/such/path-${i}`);
     const m1 = await scrape(t.url);
-    assert.equal(metricValue(m1, 'adapterhost_http_requests_total', key) - metricValue(m0, 'adapterhost_http_requests_total', key), 7);
-    assert.equal(metricValue(m1, 'adapterhost_http_requests_total', miss) - metricValue(m0, 'adapterhost_http_requests_total', miss), 3);
+    assert.equal(metricValue(m1, 'adapterhost_http_requests_total', key) - metricValue(m0, 'adapterhost_http_requests_total', key, ZERO_BEFORE), 7);
+    assert.equal(metricValue(m1, 'adapterhost_http_requests_total', miss) - metricValue(m0, 'adapterhost_http_requests_total', miss, ZERO_BEFORE), 3);
     const unmatched = { route: 'unmatched', method: 'GET', status: '404' };
-    assert.equal(metricValue(m1, 'adapterhost_http_requests_total', unmatched) - metricValue(m0, 'adapterhost_http_requests_total', unmatched), 2);
+    assert.equal(metricValue(m1, 'adapterhost_http_requests_total', unmatched) - metricValue(m0, 'adapterhost_http_requests_total', unmatched, ZERO_BEFORE), 2);
     assert.doesNotMatch(m1, /unknown-0|path-0/, 'raw URLs never become labels');
     // Predictions for ids the registry does not hold are not labelled.
     await postJson(`${t.url}/v1/predict`, { adapter_id: 'made-up', inputs: 'x' });
@@ -99,7 +102,9 @@ test('two metrics instances in one process do not collide (no global registry)',
   const b = createMetrics();
   a.observeRequest({ route: '/x', method: 'GET', status: 200, seconds: 0.01 });
   assert.equal(metricValue((await a.render()).body, 'adapterhost_http_requests_total', { route: '/x', method: 'GET', status: '200' }), 1);
-  assert.equal(metricValue((await b.render()).body, 'adapterhost_http_requests_total', { route: '/x', method: 'GET', status: '200' }), 0);
+  const bText = (await b.render()).body;
+  assert.ok(hasMetricFamily(bText, 'adapterhost_http_requests_total'), 'b declares the counter');
+  assert.throws(() => metricValue(bText, 'adapterhost_http_requests_total', { route: '/x', method: 'GET', status: '200' }), /absent/, 'b never saw the request');
   // Gauges read nothing before attach, and hooks already work.
   a.hooks.onBatch({ rows: 2, distinctAdapters: 2, queueWaits: [0.001, 0.002], runSeconds: 0.01, feedSeconds: 0.001, paddedTokens: 20, realTokens: 16 });
   const text = (await a.render()).body;

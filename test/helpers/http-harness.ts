@@ -122,14 +122,31 @@ export function rawRequest(url: string, opts: { method: string; headers?: Record
   });
 }
 
-/** The value of one sample in Prometheus text, 0 when absent. `labels` must match exactly (in order). */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+/** Whether the Prometheus text declares the family `name` belongs to (`# TYPE`; histogram samples drop _count/_sum/_bucket). */
+export function hasMetricFamily(text: string, name: string): boolean {
+  const families = new Set([name, name.replace(/_(count|sum|bucket)$/, '')]);
+  return text.split('\n').some((line) => {
+    const m = /^# TYPE (\S+) /.exec(line);
+    return m !== null && families.has(m[1]!);
+  });
+}
+
+/**
+ * The value of one sample in Prometheus text. `labels` must match exactly (in order). An absent
+ * sample throws, so "the gauge is 0" cannot pass when the gauge is missing; pass
+ * `{ absentIsZero: true }` only for a labelled series that has legitimately not been touched yet
+ * (prom-client emits a labelled child only after its first observation), and even then the
+ * family itself must be declared.
+ */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}, opts: { absentIsZero?: boolean } = {}): number {
   const l = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',');
   const key = l ? `${name}{${l}}` : name;
   for (const line of text.split('\n')) {
     if (line.startsWith(`${key} `)) return Number(line.slice(key.length + 1));
   }
-  return 0;
+  if (!hasMetricFamily(text, name)) throw new Error(`metric ${name} is not in the scrape at all`);
+  if (opts.absentIsZero) return 0;
+  throw new Error(`metric sample ${key} is absent`);
 }
 
 export async function scrape(url: string): Promise<string> {

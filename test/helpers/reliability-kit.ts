@@ -14,7 +14,7 @@ import type { Config } from '../../src/config.js';
 import { readSafetensors, writeSafetensors, type SafetensorsDType } from '../../src/adapter/safetensors.js';
 import type { StartOptions } from '../../src/serve.js';
 import { mulberry32 } from '../../bench/synthetic-bert.js';
-import { ADAPTERS_DIR as REPO_ADAPTERS, copyAdapters, MODEL_DIR, ROOT, startTestServer, testConfig, type TestServer } from './http-harness.js';
+import { ADAPTERS_DIR as REPO_ADAPTERS, copyAdapters, hasMetricFamily, MODEL_DIR, ROOT, startTestServer, testConfig, type TestServer } from './http-harness.js';
 
 export { MODEL_DIR, REPO_ADAPTERS, ROOT };
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli.js');
@@ -183,16 +183,26 @@ export async function assertLangServes(url: string): Promise<void> {
   }
 }
 
-/** Sum of a metric's samples (whose label text matches `labels`, a substring test per pair). */
-export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
+/**
+ * Sum of a metric's samples (whose label text matches `labels`, a substring test per pair). No
+ * matching sample throws (a missing series must not read as 0) unless `absentIsZero`, and the
+ * family must be declared either way.
+ */
+export function metricSum(text: string, name: string, labels: Record<string, string> = {}, opts: { absentIsZero?: boolean } = {}): number {
   let sum = 0;
+  let matched = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue;
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
     if (!m || m[1] !== name) continue;
     const lab = m[2] ?? '';
-    if (Object.entries(labels).every(([k, v]) => lab.includes(`${k}="${v}"`))) sum += Number(m[3]);
+    if (Object.entries(labels).every(([k, v]) => lab.includes(`${k}="${v}"`))) {
+      sum += Number(m[3]);
+      matched++;
+    }
   }
+  if (!hasMetricFamily(text, name)) throw new Error(`metric ${name} is not in the scrape at all`);
+  if (matched === 0 && !opts.absentIsZero) throw new Error(`no sample of ${name} matches ${JSON.stringify(labels)}`);
   return sum;
 }
 
