@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { AdapterCache } from '../src/adapter/cache.js';
+import { AdapterCache, type AdapterLease } from '../src/adapter/cache.js';
 import type { AdapterWeights } from '../src/adapter/lora-weights.js';
 import { isAppError } from '../src/errors.js';
 
@@ -40,7 +40,11 @@ describe('adapter cache', () => {
     (await cache.acquire('c')).release(); // evicts a
     assert.deepEqual({ ...cache.counters }, { hits: 1, misses: 3, evictions: 1, loads: 3, loadFailures: 0 });
     assert.equal(cache.isCached('a'), false);
-    assert.ok(cache.lruBytes <= 250);
+    assert.equal(cache.counters.hits + cache.counters.misses, 4, 'every acquire is a hit or a miss');
+    // b and c are cached, nothing is leased: the LRU holds exactly their bytes.
+    assert.equal(cache.lruBytes, 200);
+    assert.equal(cache.bytesHeld, 200);
+    assert.equal(cache.entries, 2);
   });
 
   it('pinned adapters are never evicted', async () => {
@@ -58,12 +62,19 @@ describe('adapter cache', () => {
     const lease = await cache.acquire('a');
     (await cache.acquire('b')).release(); // evicts a from the LRU
     assert.equal(cache.isCached('a'), false);
-    assert.ok(cache.bytesHeld >= 200, 'the leased adapter is still counted as held');
+    assert.equal(cache.lruBytes, 100, 'only b is in the LRU');
+    assert.equal(cache.bytesHeld, 200, 'the evicted-but-leased a is still counted as held');
     const again = await cache.acquire('a');
     assert.equal(again.weights, lease.weights);
     assert.equal(loads.filter((x) => x === 'a').length, 1);
+    assert.deepEqual({ hits: cache.counters.hits, misses: cache.counters.misses }, { hits: 1, misses: 2 });
+    // a went back into the LRU (evicting b): one copy, counted once.
+    assert.equal(cache.isCached('a'), true);
+    assert.equal(cache.isCached('b'), false);
+    assert.equal(cache.bytesHeld, 100);
     lease.release();
     again.release();
+    assert.equal(cache.bytesHeld, 100, 'releasing a cached adapter frees nothing');
   });
 
   it('an adapter larger than the whole cache is a clear error', async () => {
@@ -92,26 +103,128 @@ describe('adapter cache', () => {
     fresh.release();
   });
 
-  it('property: after any sequence of acquire/release/invalidate the LRU holds at most maxBytes', async () => {
+  it('property: after any sequence of acquire/release/invalidate the cache matches a model (hits/misses, bytes held incl. evicted-but-leased)', async () => {
     const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 100, max: 400 }),
         fc.array(fc.integer({ min: 1, max: 100 }), { minLength: 6, maxLength: 6 }),
         fc.array(fc.tuple(fc.constantFrom('acquire', 'release', 'invalidate'), fc.constantFrom(...ids)), { maxLength: 60 }),
-        async (max, sizes, ops) => {
-          const { cache } = harness(max, Object.fromEntries(ids.map((id, i) => [id, sizes[i]!])));
-          const held: Array<{ release(): void }> = [];
+        async (max, sizeList, ops) => {
+          const sizes = Object.fromEntries(ids.map((id, i) => [id, sizeList[i]!]));
+          const { cache, loads } = harness(max, sizes);
+          // Model: each id's generation (bumped by invalidate); leases remember the generation they got.
+          const gen = new Map<string, number>();
+          const held: Array<{ id: string; gen: number; lease: AdapterLease }> = [];
+          const current = (id: string) => held.filter((h) => h.id === id && h.gen === (gen.get(id) ?? 0));
+          let acquires = 0;
           for (const [op, id] of ops) {
-            if (op === 'acquire') held.push(await cache.acquire(id));
-            else if (op === 'release') held.shift()?.release();
-            else cache.invalidate(id);
-            assert.ok(cache.lruBytes <= max, `${cache.lruBytes} > ${max}`);
+            if (op === 'acquire') {
+              // A hit exactly when the id is cached or a batch still holds its current version.
+              const expectHit = cache.isCached(id) || current(id).length > 0;
+              const before = { ...cache.counters };
+              const loadsBefore = loads.length;
+              const lease = await cache.acquire(id);
+              acquires++;
+              assert.equal(lease.weights.id, id);
+              assert.equal(cache.counters.hits - before.hits, expectHit ? 1 : 0, `${id}: hit`);
+              assert.equal(cache.counters.misses - before.misses, expectHit ? 0 : 1, `${id}: miss`);
+              assert.equal(loads.length - loadsBefore, expectHit ? 0 : 1, `${id}: loads only on a miss`);
+              // No second copy: every current lease of an id shares one weights object.
+              for (const h of current(id)) assert.equal(h.lease.weights, lease.weights, `${id}: one copy`);
+              held.push({ id, gen: gen.get(id) ?? 0, lease });
+            } else if (op === 'release') {
+              held.shift()?.lease.release();
+            } else {
+              cache.invalidate(id);
+              gen.set(id, (gen.get(id) ?? 0) + 1);
+              assert.equal(cache.isCached(id), false, `${id}: invalidated`);
+            }
+            assert.equal(cache.counters.hits + cache.counters.misses, acquires, 'hits + misses = acquires');
+            const cached = ids.filter((x) => cache.isCached(x));
+            const lru = cached.reduce((b, x) => b + sizes[x]!, 0);
+            assert.equal(cache.lruBytes, lru, 'LRU bytes are the cached adapters\' sizes');
+            assert.ok(lru <= max);
+            assert.equal(cache.entries, cached.length);
+            // Bytes held: cached adapters plus evicted ones a batch still holds (current version), each once.
+            const leasedOnly = ids.filter((x) => !cache.isCached(x) && current(x).length > 0);
+            assert.equal(cache.bytesHeld, lru + leasedOnly.reduce((b, x) => b + sizes[x]!, 0), 'bytes held');
           }
-          held.forEach((h) => h.release());
+          held.forEach((h) => h.lease.release());
+          // With every lease released, only the LRU holds anything.
+          assert.equal(cache.bytesHeld, cache.lruBytes);
         },
       ),
       { numRuns: 150, seed: 42 },
     );
+  });
+
+  /** A cache whose loads wait until the test opens them, each load recording the version on disk when it started. */
+  function gated() {
+    let version = 1;
+    const gates: Array<{ version: string; open(): void }> = [];
+    const cache = new AdapterCache({
+      maxBytes: 1000,
+      load: (id) => {
+        const v = String(version);
+        return new Promise<AdapterWeights>((resolve) => gates.push({ version: v, open: () => resolve({ ...fake(id, 10), version: v }) }));
+      },
+    });
+    return { cache, gates, replace: () => { version++; cache.invalidate('a'); } };
+  }
+
+  it('an invalidate during a pending load: a later acquire loads afresh, and the stale result (finishing last) is not cached', async () => {
+    const { cache, gates, replace } = gated();
+    const first = cache.acquire('a');
+    assert.equal(gates.length, 1, 'the load started');
+    replace();
+    const second = cache.acquire('a');
+    assert.equal(gates.length, 2, 'the acquire after the invalidate did not join the stale load');
+    assert.deepEqual(gates.map((g) => g.version), ['1', '2']);
+    gates[1]!.open();
+    const s = await second;
+    assert.equal(s.weights.version, '2');
+    assert.equal(cache.isCached('a'), true);
+    gates[0]!.open();
+    const f = await first;
+    assert.equal(f.weights.version, '1', 'the waiter that asked before the replace gets what it asked for');
+    f.release();
+    s.release();
+    const third = await cache.acquire('a');
+    assert.equal(third.weights.version, '2', 'the stale load did not overwrite the cache');
+    assert.equal(gates.length, 2, 'a hit');
+    third.release();
+  });
+
+  it('an invalidate during a pending load: the stale result (finishing first, nobody waiting on it) is not cached', async () => {
+    const { cache, gates, replace } = gated();
+    const first = cache.acquire('a');
+    replace();
+    gates[0]!.open();
+    const f = await first;
+    assert.equal(f.weights.version, '1');
+    f.release();
+    assert.equal(cache.isCached('a'), false, 'the stale weights did not enter the cache');
+    const next = cache.acquire('a');
+    assert.equal(gates.length, 2, 'a fresh load');
+    gates[1]!.open();
+    assert.equal((await next).weights.version, '2');
+  });
+
+  it('an invalidate during a pending load: while its waiter still holds the stale weights, a new acquire gets the new version', { todo: 'src/adapter/cache.ts: the waiter of a load that began before invalidate() registers its stale weights in inUse, so get() hands them out as "evicted but leased" and puts them back into the LRU' }, async () => {
+    const { cache, gates, replace } = gated();
+    const first = cache.acquire('a');
+    replace();
+    gates[0]!.open();
+    const f = await first; // a batch holds version 1 (it asked before the replace)
+    const next = cache.acquire('a');
+    gates[1]?.open();
+    const n = await next;
+    assert.equal(n.weights.version, '2', 'a request after the replace must not get the replaced weights');
+    f.release();
+    n.release();
+    const later = cache.acquire('a');
+    gates[2]?.open();
+    assert.equal((await later).weights.version, '2', 'the replaced weights were not cached');
   });
 });
