@@ -9,7 +9,8 @@ import { pino } from 'pino';
 import { createApp } from '../src/http/app.js';
 import { createMetrics } from '../src/metrics.js';
 import type { Services } from '../src/services.js';
-import { ADAPTERS_DIR, DEMO_ADAPTERS, getJson, postJson, rawRequest, startTestServer, scrape, testConfig, type TestServer } from './helpers/http-harness.js';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { ADAPTERS_DIR, DEMO_ADAPTERS, MODEL_DIR, getJson, postJson, rawRequest, startTestServer, scrape, testConfig, type TestServer } from './helpers/http-harness.js';
 
 const GERMAN = 'Das ist ein schöner Tag und wir gehen heute in den Park.';
 const TEXTS = [
@@ -197,9 +198,37 @@ describe('inference endpoints', () => {
     });
   }
 
-  test('truncate: true accepts the over-long input', async () => {
-    const r = await postJson(`${t.url}/v1/predict`, { adapter_id: 'spam', inputs: longText, truncate: true });
-    assert.equal(r.status, 200);
+  test('truncate: true runs the first max − 1 tokens plus the closing special token, and answers as for that text', async () => {
+    const { batcher, manifest, tokenizer } = t.s.services;
+    const max = Math.min(t.s.services.config.maxTokens, manifest.maxLength);
+    // The whole text's ids, from the tokenizer itself (not the server's bounded encode).
+    const reference = new Tokenizer(JSON.parse(await readFile(path.join(MODEL_DIR, manifest.tokenizerFile), 'utf8')) as object, {});
+    const whole = reference.encode(longText).ids;
+    assert.ok(whole.length > max, `the text is over-long (${whole.length} > ${max})`);
+    const expected = [...whole.slice(0, max - 1), whole[whole.length - 1]!];
+    // The ids the engine is asked to run, seen at the batcher.
+    const seen: number[][] = [];
+    const submit = batcher.submit.bind(batcher);
+    batcher.submit = (rows) => { for (const r of rows) seen.push([...r.ids]); return submit(rows); };
+    try {
+      const r = await postJson(`${t.url}/v1/predict`, { adapter_id: 'spam', inputs: longText, truncate: true });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual(seen, [expected], 'one row: the first max − 1 ids and the closing special token');
+      assert.equal(tokenizer.encode(longText, max, true).length, max);
+      // The same answer as the exact text those ids spell, sent without truncate.
+      const cut = reference.decode(whole.slice(0, max - 1), { skip_special_tokens: true });
+      assert.deepEqual(reference.encode(cut).ids, expected, 'the cut text encodes to the truncated ids');
+      seen.length = 0;
+      const plain = await postJson(`${t.url}/v1/predict`, { adapter_id: 'spam', inputs: cut });
+      assert.equal(plain.status, 200, JSON.stringify(plain.body));
+      assert.deepEqual(seen, [expected]);
+      assertClose(r.body.predictions[0], plain.body.predictions[0], 'truncated vs its text');
+      // And not the answer of some other cut: a shorter prefix changes the scores.
+      const shorter = await postJson(`${t.url}/v1/predict`, { adapter_id: 'spam', inputs: reference.decode(whole.slice(0, max - 9), { skip_special_tokens: true }) });
+      assert.notDeepEqual(shorter.body.predictions[0], r.body.predictions[0]);
+    } finally {
+      batcher.submit = submit;
+    }
   });
 
   test('request ids: a well-formed X-Request-Id is echoed, a bad one replaced', async () => {
