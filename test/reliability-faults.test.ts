@@ -289,7 +289,7 @@ describe('racing uploads and deletes', () => {
 
   test('racing replace with a slow post-store inspect: the registry still describes the version on disk', async () => {
     // Fault injection: the first inspect of this id (upload A's, after its files are stored)
-    // returns only once upload B has been answered, as a slow read or a long pause would.
+    // is held, as a slow read or a long pause would hold it, until B is answered or 2 s pass.
     const loader = t.s.services.loader;
     const original = loader.inspect;
     let aRead = false;
@@ -306,8 +306,9 @@ describe('racing uploads and deletes', () => {
       const pa = putAdapter(t.url, 'slow-inspect', a);
       const stored = async () => (await onDisk(t.dir, 'slow-inspect').catch(() => null))?.model === sha256(a.model);
       await waitFor(async () => aRead || (await stored()), 10_000, 'upload A stored');
-      // B is answered while A's inspect is held (today), or waits for A (a server that
-      // serializes uploads of one id): either way the gate opens.
+      // B waits for A: uploads and deletes of one id are serialized (AdapterRegistry.serial in
+      // src/adapter/registry.ts), so B cannot be answered while A's inspect is held; the gate
+      // opens after 2 s (or at once, should B ever be answered first).
       const pb = putAdapter(t.url, 'slow-inspect', b);
       await Promise.race([pb, sleep(2_000)]);
       release();
@@ -360,10 +361,12 @@ describe('racing uploads and deletes', () => {
 // ---------------------------------------------------------------------------------------
 
 /**
- * src/adapter/cache.ts loads through lru-cache's fetch(): the pending load is an LRU entry.
- * When it is evicted (other loads finishing under cache pressure) or deleted (invalidate() on
- * DELETE/replace) before it resolves, lru-cache rejects every waiting fetch() with a plain
- * Error('evicted' | 'deleted'), which reaches the HTTP error handler as a 500 INTERNAL.
+ * src/adapter/cache.ts once loaded through lru-cache's fetch(), where the pending load was an
+ * LRU entry: evicted (other loads finishing under cache pressure) or deleted (invalidate() on
+ * DELETE/replace) before it resolved, it rejected every waiter with a plain
+ * Error('evicted' | 'deleted'), a 500 INTERNAL. The cache now keeps loads in progress outside
+ * the LRU: a load always completes for its waiters, and invalidate() only keeps a stale result
+ * out of the cache. These tests keep it that way: never a 500.
  */
 
 describe('cache misses racing evictions and deletes', () => {

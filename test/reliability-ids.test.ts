@@ -46,8 +46,9 @@ const PATH_IDS: Array<[string, string]> = [
 ];
 
 /**
- * Malformed percent-encoding: Express's router throws a URIError with status 400 for these,
- * which src/http/errors.ts does not map (it only maps body-parser errors): a 500 INTERNAL.
+ * Malformed percent-encoding: Express's router throws a URIError with status 400 for these;
+ * src/http/errors.ts (fromBodyParser) turns such 4xx errors into 400 BAD_REQUEST (they were once
+ * a 500 INTERNAL).
  */
 const MALFORMED: Array<[string, string]> = [
   ['malformed escape a%zzb', 'a%zzb'],

@@ -62,8 +62,10 @@ function assertSame(got: Pred, want: Pred, what: string): void {
 }
 
 /**
- * Fails today: under cache pressure a pending load (an lru-cache fetch placeholder) is evicted
- * and its waiters get a 500 (see reliability-faults.test.ts, "cache misses racing evictions").
+ * Under cache pressure loads finish while others are pending. src/adapter/cache.ts keeps loads in
+ * progress outside the LRU, so a pending load is never evicted and its waiters always get its
+ * result (it once loaded through lru-cache's fetch(), whose evicted placeholders made those
+ * waiters a 500; see reliability-faults.test.ts, "cache misses racing evictions and deletes").
  */
 
 test('mixed workload over 24 adapters, cache for ~6, small queue, uploads and deletes beside it', async (ctx) => {

@@ -27,8 +27,8 @@ const isError = (r: Reply, status: number | number[], code?: string | string[]) 
 
 /**
  * A body whose Content-Encoding does not decode: body-parser passes on zlib's error wrapped by
- * http-errors (status 400, expose true) but without a `type`, and src/http/errors.ts maps only
- * errors with a `type`, so it becomes a 500 INTERNAL.
+ * http-errors (status 400, expose true) but without a `type`; src/http/errors.ts (fromBodyParser)
+ * maps such 4xx errors to 400 BAD_REQUEST (they were once a 500 INTERNAL).
  */
 
 const rawPost = (url: string, route: string, body: string | Buffer, headers: Record<string, string> = {}) =>
