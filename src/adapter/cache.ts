@@ -90,7 +90,13 @@ export class AdapterCache {
 
   /** Takes a lease on an adapter, loading it on a miss (concurrent misses share one load). */
   async acquire(id: string): Promise<AdapterLease> {
+    const gen = this.generation.get(id) ?? 0;
     const w = await this.get(id);
+    if ((this.generation.get(id) ?? 0) !== gen) {
+      // Replaced or deleted while this request waited for the load: it keeps the version it asked
+      // for, but that version is not registered as in use, so no later request is handed it.
+      return { weights: w, release: () => undefined };
+    }
     const entry = this.inUse.get(id);
     const held = entry && entry.weights === w ? entry : { weights: w, refs: 0 };
     held.refs++;
