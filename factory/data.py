@@ -334,7 +334,7 @@ def main():
             fh.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
     print("corpus", len(corpus))
 
-    # spam: mail as pasted (body, subject line, first sentence), split by thread
+    # spam: mail as pasted (whole body, subject line, first sentence, two more sentences), split by thread
     mails = load_mail()
     rng = task_rng("spam")
     rows = []
@@ -362,8 +362,9 @@ def main():
     write_rows("spam", rows)
 
     # lang: the 7 languages of the base's pretraining (Slovak, which fortunes-cs also ships, left
-    # out: 289 texts are too few to tell it from Czech), plus French and Esperanto; each language also gets Debian's hints (technical prose) so that
-    # French, whose fortunes Debian 12 no longer ships, is not the only technical language.
+    # out: 289 texts are too few to tell it from Czech), plus French and Esperanto. Each language
+    # also gets Debian's hints (technical prose), so that French, whose fortunes Debian 12 no
+    # longer ships (its texts are telephone prompts and man pages), is not the only technical one.
     lang = {k: list(v) for k, v in by_lang.items()}
     lang["cs"] = [t for f, v in by_file.items() if f.startswith("cs/") for t in v]   # not sk/ (Slovak)
     lang["eo"] = fortunes(os.path.join(FORTUNES, "eo/proverbaro"))

@@ -15,7 +15,7 @@ TASK = {"spam": "is a message spam? (SpamAssassin mail)",
         "topic": "which English fortunes file a quote is from (8)",
         "es-topic": "which Spanish fortunes file a quote is from (6)",
         "sentiment": "is a review positive or negative? (Amazon, IMDb, Yelp sentences)"}
-FORM = {"snippet": "first sentence of a mail body", "sentence": "another sentence of a mail body", "subject": "subject line", "body": "whole body (first 64 tokens)",
+FORM = {"snippet": "first sentence of a mail body", ("spam", "sentence"): "another sentence of a mail body", "subject": "subject line", "body": "whole body (first 64 tokens)",
         "fortune": "not mail: English fortunes (share called ham)",
         "everyday": "not mail: WordNet usage examples (share called ham)", "phrase": "short phrase (3–8 words)",
         "whole": "whole text (first 64 tokens)", "sentence": "one review sentence"}
@@ -31,10 +31,10 @@ def accuracy():
         for i, (f, s) in enumerate(t["forms"].items()):
             lead = f"| `{k}` | {TASK[k].format(n=len(t['labels']))} | {len(t['labels'])} | {ra} " if i == 0 else "| | | | "
             if f in ("fortune", "everyday"):  # all ham: accuracy is the share not called spam
-                print(f"{lead}| {FORM[f]} | {s['test']} | {pct(s['accuracy'])} | {pct(s['base_only_accuracy'])} | — |")
+                print(f"{lead}| {FORM.get((k, f), FORM[f])} | {s['test']} | {pct(s['accuracy'])} | {pct(s['base_only_accuracy'])} | — |")
                 continue
             acc = f"**{pct(s['accuracy'])}**" if i == 0 else pct(s["accuracy"])
-            print(f"{lead}| {FORM[f]} | {s['test']} | {acc} | {pct(s['base_only_accuracy'])} | {pct(s['chance'])} |")
+            print(f"{lead}| {FORM.get((k, f), FORM[f])} | {s['test']} | {acc} | {pct(s['base_only_accuracy'])} | {pct(s['chance'])} |")
     print()
     print("Recall per class, LoRA + head (base only in brackets):")
     print()
@@ -44,7 +44,7 @@ def accuracy():
         t = rep["tasks"].get(k)
         for f, s in (t or {}).get("forms", {}).items():
             if f not in ("fortune", "everyday"):
-                print(f"| `{k}` | {FORM[f]} | " + ", ".join(f"{l} {pct(s['recall'][l])} ({pct(s['base_only_recall'][l])})" for l in t["labels"]) + " |")
+                print(f"| `{k}` | {FORM.get((k, f), FORM[f])} | " + ", ".join(f"{l} {pct(s['recall'][l])} ({pct(s['base_only_recall'][l])})" for l in t["labels"]) + " |")
 
 def storage():
     print("| file | bytes | ÷ base model |")

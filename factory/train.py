@@ -179,7 +179,7 @@ TASKS = [
     # (data.py's `form`), each evaluated on its own; the first is the headline form.
     dict(id="spam", file="spam", r=16, alpha=32, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=4, lr=3e-3,
          forms=["snippet", "subject", "body", "sentence", "fortune", "everyday"]),
-    dict(id="lang", file="lang", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=3, lr=3e-3,
+    dict(id="lang", file="lang", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=5, lr=3e-3,
          forms=["phrase", "whole"]),
     dict(id="topic", file="topic", r=16, alpha=16, rslora=True, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=2,
          forms=["whole", "phrase"]),

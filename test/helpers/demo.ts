@@ -7,7 +7,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const DEMO_MODEL_DIR = path.join(ROOT, 'models/demo');
 export const DEMO_EXPORT = path.join(ROOT, 'models/demo-export');
 export const DEMO_ADAPTERS = path.join(ROOT, 'adapters');
-export const DEMO_ADAPTER_IDS = ['spam', 'lang', 'topic', 'es-topic'] as const;
+export const DEMO_ADAPTER_IDS = ['spam', 'lang', 'topic', 'es-topic', 'sentiment'] as const;
 
 export interface GoldenAdapter {
   texts: string[];
