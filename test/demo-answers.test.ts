@@ -22,7 +22,7 @@ describe('demo adapters on hand-written everyday inputs (real HTTP + engine)', (
   for (const adapter of ['spam', 'lang', 'sentiment']) {
     const cases = inputs[adapter]!;
     const allowed = inputs.allowed_misses[adapter] ?? 0;
-    test(`${adapter}: every input gets its label${allowed ? ` (at most ${allowed} miss)` : ''}`, async () => {
+    test(`${adapter}: the hand-written inputs get their labels${allowed ? ` (at most ${allowed} wrong)` : ''}`, async () => {
       const texts = Object.values(cases).flat();
       const expected = Object.entries(cases).flatMap(([label, xs]) => xs.map(() => label));
       const r = await postJson(`${t.url}/v1/predict`, { adapter_id: adapter, inputs: texts });
