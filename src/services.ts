@@ -169,7 +169,10 @@ async function startGenerationBase(
   const vocab = tokJson.model?.vocab;
   const pieces = [...(Array.isArray(vocab) ? vocab.map((v) => v[0]) : Object.keys(vocab ?? {})), ...(tokJson.added_tokens ?? []).map((t) => t.content)];
   const maxTokenChars = pieces.reduce((m, p) => Math.max(m, p.length), 1);
-  const engine = await DecoderWorkerEngine.start({ modelDir, manifest, threads: config.threads, executionProvider: config.executionProvider });
+  const engine = await DecoderWorkerEngine.start({
+    modelDir, manifest, threads: config.threads, executionProvider: config.executionProvider,
+    restart: { firstDelayMs: config.workerRestartMs, maxDelayMs: Math.max(config.workerRestartMs, config.workerRestartMaxMs) },
+  });
   const scheduler = new GenerationScheduler({
     engine, spec: manifest.generation!,
     kvBudgetBytes: Math.floor(config.kvCacheMb * 1024 * 1024),

@@ -304,3 +304,40 @@ describe('start-up with several bases', () => {
     }
   });
 });
+
+describe('a decoder worker that dies', () => {
+  test('running streams end with a 503 error chunk, the worker restarts, and generation serves again with the same answers', async () => {
+    const t = await start({ workerRestartMs: 50 });
+    try {
+      const gen = t.s.services.generation[0]!;
+      const req = { model: 'tiny-all', prompt: 'before and after', max_tokens: 8, temperature: 0 };
+      const before = await postJson(`${t.url}/v1/completions`, req);
+      assert.equal(before.status, 200);
+      const res = await fetch(`${t.url}/v1/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...req, max_tokens: 200, stream: true }),
+      });
+      const reader = res.body!.getReader();
+      let raw = new TextDecoder().decode((await reader.read()).value);
+      gen.engine.crashForTest();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        raw += new TextDecoder().decode(value);
+      }
+      assert.match(raw, /"code":"worker_restarting"/, 'the stream carries the 503 error object');
+      assert.ok(raw.trimEnd().endsWith('data: [DONE]'));
+      assert.equal(gen.engine.crashes, 1);
+      const t0 = Date.now();
+      while (!gen.engine.up && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(gen.engine.up, 'the worker came back');
+      assert.equal(gen.scheduler.stats.kvReservedBytes, 0, 'the dead sequences released their reservations');
+      const after = await postJson(`${t.url}/v1/completions`, req);
+      assert.equal(after.status, 200);
+      assert.equal(after.body.choices[0].text, before.body.choices[0].text);
+      assert.equal((await fetch(`${t.url}/healthz`)).status, 200);
+    } finally {
+      await t.stop();
+    }
+  });
+});

@@ -24,31 +24,44 @@ export interface DecoderEngine {
   close(): Promise<void>;
 }
 
-/** The decoder session and its KV caches in a worker thread; steps run one at a time, in order. */
+export interface DecoderEngineOptions {
+  modelDir: string;
+  manifest: ModelManifest;
+  threads: number;
+  executionProvider: string;
+  /** Delay before a dead worker is started again, ms (doubles per crash in a row, up to maxDelayMs). */
+  restart?: { firstDelayMs: number; maxDelayMs: number };
+}
+
+const restarting = (why: string) => new AppError('WORKER_RESTARTING', `the decoder worker stopped (${why}); retry shortly`, { headers: { 'retry-after': '1' } });
+
+/**
+ * The decoder session and its KV caches in a worker thread; steps run one at a time, in order.
+ * Supervised: when the worker dies, the steps in it fail with 503 WORKER_RESTARTING (their
+ * sequences' caches died with it) and a new worker is started after a back-off.
+ */
 export class DecoderWorkerEngine implements DecoderEngine {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (o: DecoderStepResult) => void; reject: (e: Error) => void }>();
+  private worker: Worker | null = null;
   private dead: string | null = null;
   private closed = false;
+  private crashesInARow = 0;
+  /** Worker deaths so far (metrics, tests). */
+  crashes = 0;
 
-  private constructor(private readonly worker: Worker) {
-    worker.on('message', (msg: DecoderWorkerResponse) => {
-      const p = this.pending.get(msg.id);
-      if (!p) return;
-      this.pending.delete(msg.id);
-      if (msg.ok) p.resolve({ logits: msg.logits, runMs: msg.runMs, feedMs: msg.feedMs, kvBytes: msg.kvBytes, kvTokens: msg.kvTokens });
-      else p.reject(new AppError('INTERNAL', `decoder step failed: ${msg.message}`));
-    });
-    const fail = (e: Error) => {
-      this.dead ??= e.message;
-      for (const p of this.pending.values()) p.reject(new AppError('WORKER_RESTARTING', `the decoder worker stopped: ${e.message}`, { headers: { 'retry-after': '1' } }));
-      this.pending.clear();
-    };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
+  private constructor(private readonly opts: DecoderEngineOptions) {}
+
+  static async start(opts: DecoderEngineOptions): Promise<DecoderWorkerEngine> {
+    const e = new DecoderWorkerEngine(opts);
+    await e.spawn();
+    return e;
   }
 
-  static async start(opts: { modelDir: string; manifest: ModelManifest; threads: number; executionProvider: string }): Promise<DecoderWorkerEngine> {
+  get up(): boolean { return this.worker !== null && this.dead === null; }
+
+  private async spawn(): Promise<void> {
+    const { opts } = this;
     const init: DecoderWorkerInit = { modelDir: path.resolve(opts.modelDir), manifest: opts.manifest, threads: opts.threads, executionProvider: opts.executionProvider };
     const worker = new Worker(new URL('./decoder-worker.js', import.meta.url), { workerData: init });
     await new Promise<void>((resolve, reject) => {
@@ -61,26 +74,60 @@ export class DecoderWorkerEngine implements DecoderEngine {
       worker.on('message', onMsg);
       worker.once('error', reject);
     });
-    return new DecoderWorkerEngine(worker);
+    worker.on('message', (msg: DecoderWorkerResponse) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve({ logits: msg.logits, runMs: msg.runMs, feedMs: msg.feedMs, kvBytes: msg.kvBytes, kvTokens: msg.kvTokens });
+      else p.reject(new AppError('INTERNAL', `decoder step failed: ${msg.message}`));
+    });
+    let gone = false;
+    const died = (why: string) => {
+      if (gone) return;
+      gone = true;
+      if (this.worker === worker) this.worker = null;
+      for (const p of this.pending.values()) p.reject(restarting(why));
+      this.pending.clear();
+      if (this.closed) return;
+      this.dead = why;
+      this.crashes++;
+      const r = opts.restart ?? { firstDelayMs: 100, maxDelayMs: 30_000 };
+      const delay = Math.min(r.maxDelayMs, r.firstDelayMs * 2 ** this.crashesInARow++);
+      setTimeout(() => {
+        if (this.closed) return;
+        this.spawn().then(() => { this.dead = null; }, (e: Error) => died(`restart failed: ${e.message}`));
+      }, delay).unref();
+    };
+    worker.on('error', (e) => died(e.message));
+    worker.on('exit', (code) => died(`exit code ${code}`));
+    this.worker = worker;
+    const upSince = Date.now();
+    setTimeout(() => { if (this.worker === worker && Date.now() - upSince >= 60_000) this.crashesInARow = 0; }, 60_000).unref();
   }
 
   step(rows: WorkerStepRow[], adapters: AdapterPayload[]): Promise<DecoderStepResult> {
     if (this.closed) return Promise.reject(new AppError('SHUTTING_DOWN', 'the decoder is closed'));
-    if (this.dead) return Promise.reject(new AppError('WORKER_RESTARTING', `the decoder worker is not running: ${this.dead}`, { headers: { 'retry-after': '1' } }));
+    const w = this.worker;
+    if (!w || this.dead) return Promise.reject(restarting(this.dead ?? 'starting'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ type: 'step', id, rows, adapters } satisfies DecoderWorkerRequest);
+      w.postMessage({ type: 'step', id, rows, adapters } satisfies DecoderWorkerRequest);
     });
   }
 
   free(seqs: number[]): void {
-    if (seqs.length && !this.closed && !this.dead) this.worker.postMessage({ type: 'free', seqs } satisfies DecoderWorkerRequest);
+    if (seqs.length && this.worker && !this.dead) this.worker.postMessage({ type: 'free', seqs } satisfies DecoderWorkerRequest);
+  }
+
+  /** Test-only: the worker thread exits, as a crash would end it. */
+  crashForTest(): void {
+    this.worker?.postMessage({ type: 'crash' } satisfies DecoderWorkerRequest);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.worker.terminate();
+    await this.worker?.terminate();
   }
 }

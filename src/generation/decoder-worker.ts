@@ -15,7 +15,9 @@ export interface DecoderWorkerInit { modelDir: string; manifest: ModelManifest; 
 export interface WorkerStepRow { seq: number; tokens: number[]; adapter: number }
 export type DecoderWorkerRequest =
   | { type: 'step'; id: number; rows: WorkerStepRow[]; adapters: AdapterPayload[] }
-  | { type: 'free'; seqs: number[] };
+  | { type: 'free'; seqs: number[] }
+  /** Test-only (DecoderWorkerEngine.crashForTest): this thread exits, as a crash would end it. */
+  | { type: 'crash' };
 export type DecoderWorkerResponse =
   | { id: number; ok: true; logits: Float32Array[]; runMs: number; feedMs: number; kvBytes: number; kvTokens: number }
   | { id: number; ok: false; message: string };
@@ -34,6 +36,7 @@ async function main(): Promise<void> {
   const runner = await DecoderRunner.create(init.modelDir, init.manifest, { threads: init.threads, executionProvider: init.executionProvider });
   const g = init.manifest.generation!;
   port.on('message', async (msg: DecoderWorkerRequest) => {
+    if (msg.type === 'crash') process.exit(70);
     if (msg.type === 'free') {
       for (const s of msg.seqs) { caches.get(s)?.clear(); caches.delete(s); }
       return;
