@@ -1,8 +1,9 @@
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
 import type { ModelManifest } from '../model/manifest.js';
 import type { AdapterPayload } from '../runtime/batch.js';
+import { spawnReadyWorker } from '../runtime/spawn-worker.js';
 import type { DecoderWorkerInit, DecoderWorkerRequest, DecoderWorkerResponse, WorkerStepRow } from './decoder-worker.js';
 
 /** What one step returns to the scheduler. */
@@ -63,17 +64,7 @@ export class DecoderWorkerEngine implements DecoderEngine {
   private async spawn(): Promise<void> {
     const { opts } = this;
     const init: DecoderWorkerInit = { modelDir: path.resolve(opts.modelDir), manifest: opts.manifest, threads: opts.threads, executionProvider: opts.executionProvider };
-    const worker = new Worker(new URL('./decoder-worker.js', import.meta.url), { workerData: init });
-    await new Promise<void>((resolve, reject) => {
-      const onMsg = (m: { ready?: boolean; message?: string }) => {
-        if (m.ready === undefined) return;
-        worker.off('message', onMsg);
-        if (m.ready) resolve();
-        else reject(new AppError('INVALID_MODEL', `cannot load ${opts.modelDir}: ${m.message}`));
-      };
-      worker.on('message', onMsg);
-      worker.once('error', reject);
-    });
+    const worker = await spawnReadyWorker(new URL('./decoder-worker.js', import.meta.url), init, opts.modelDir);
     worker.on('message', (msg: DecoderWorkerResponse) => {
       const p = this.pending.get(msg.id);
       if (!p) return;

@@ -1,6 +1,7 @@
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
+import { spawnReadyWorker } from './spawn-worker.js';
 import type { ModelManifest } from '../model/manifest.js';
 import type { BatchInput, BatchOutput } from './batch.js';
 import type { CrashHow, CrashWhen, WorkerInit, WorkerRequest, WorkerResponse } from './worker.js';
@@ -72,26 +73,9 @@ interface Pending { resolve(o: BatchOutput): void; reject(e: Error): void }
 
 const silent: EngineLog = { info() {}, warn() {}, error() {} };
 
-/** Starts a worker and waits until its session is created; rejects (and ends the worker) otherwise. */
-async function spawnWorker(init: WorkerInit): Promise<Worker> {
-  const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const onMsg = (m: { ready?: boolean; message?: string }) => {
-        if (m.ready === undefined) return;
-        worker.off('message', onMsg);
-        if (m.ready) resolve();
-        else reject(new AppError('INVALID_MODEL', `cannot load ${init.modelPath}: ${m.message}`));
-      };
-      worker.on('message', onMsg);
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new AppError('INVALID_MODEL', `the inference worker exited with code ${code} while loading ${init.modelPath}`)));
-    });
-  } catch (e) {
-    await worker.terminate();
-    throw e;
-  }
-  return worker;
+/** Starts the inference worker and waits until its session is created. */
+function spawnWorker(init: WorkerInit): Promise<Worker> {
+  return spawnReadyWorker(new URL('./worker.js', import.meta.url), init, init.modelPath);
 }
 
 /**
