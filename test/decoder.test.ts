@@ -142,10 +142,20 @@ describe('decoder engine (tiny random decoder against PyTorch)', () => {
     assert.ok(d < 1e-4, `chunked prefill differs by ${d}`);
   });
 
-  it('the KV cache holds within one block of 2 · layers · kv_heads · head_dim · 4 bytes per token', () => {
+  it('the KV cache holds within one block of 2 · layers · kv_heads · head_dim · 4 bytes per token', async () => {
     const m = dec.manifest.generation!;
+    const per = SequenceKv.bytesPerToken(m);
+    assert.equal(per, 2 * 2 * 2 * 8 * 4);
     const kv = new SequenceKv(m);
-    assert.equal(SequenceKv.bytesPerToken(m), 2 * 2 * 2 * 8 * 4);
+    assert.equal(kv.bytes, 0);
+    const ids = golden.base[1]!.prompt_ids; // 12 tokens
+    await dec.runner.step([{ kv, tokens: ids.slice(0, 5), adapter: -1 }], []);
+    assert.deepEqual([kv.length, kv.bytes], [5, 16 * per], 'one block of 16 tokens');
+    await dec.runner.step([{ kv, tokens: ids.slice(5), adapter: -1 }], []);
+    await dec.runner.step([{ kv, tokens: ids.slice(0, 6), adapter: -1 }], []);
+    assert.deepEqual([kv.length, kv.bytes], [18, 32 * per], 'grown by one block, not doubled');
+    assert.ok(kv.bytes / (kv.length * per) <= 32 / 18);
+    kv.clear();
     assert.equal(kv.bytes, 0);
   });
 
