@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "decoder"))
+from peft_io import write_safetensors  # one safetensors writer for both factories
 
 BUILD, ROOT = sys.argv[1], sys.argv[2]
 SEED = 1234
@@ -290,19 +292,6 @@ def train_adapter(model, t, labels, train, test, probe_head):
     return scores(outputs(model, test)[0].argmax(-1), test, labels, t["forms"])
 
 # ---------------------------------------------------------------- writers
-def write_safetensors(path, tensors, dtype):
-    header, blobs, off = {}, [], 0
-    for k in sorted(tensors):
-        arr = tensors[k].detach().cpu().numpy().astype(np.float16 if dtype == "F16" else np.float32)
-        b = arr.tobytes(); header[k] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b); off += len(b)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h))); f.write(h)
-        for b in blobs: f.write(b)
-
 def write_adapter(model, t, labels):
     d = os.path.join(ROOT, "adapters", t["id"]); os.makedirs(d, exist_ok=True)
     tensors = {}

@@ -15,11 +15,12 @@ def peft_config(base_name, a):
         "use_rslora": a["rslora"], "peft_version": "0.13.2",
     }
 
-def write_safetensors(path, tensors):
+def write_safetensors(path, tensors, dtype="F32"):
+    """A safetensors file of `tensors` (sorted keys, 8-byte aligned header) in F32 or F16."""
     header, blobs, off = {}, [], 0
     for k in sorted(tensors):
-        arr = tensors[k].detach().cpu().numpy().astype(np.float32)
-        b = arr.tobytes(); header[k] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        arr = tensors[k].detach().cpu().numpy().astype(np.float16 if dtype == "F16" else np.float32)
+        b = arr.tobytes(); header[k] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b); off += len(b)
     header["__metadata__"] = {"format": "pt"}
     h = json.dumps(header, separators=(",", ":")).encode()
