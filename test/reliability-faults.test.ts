@@ -9,9 +9,11 @@ import { cp, mkdtemp, readdir, readFile, rm, statfs, writeFile } from 'node:fs/p
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { GATE_ENV, GATE_MARK, type GateSpec } from './helpers/kill-gate.js';
 import {
   assertLangServes, deleteAdapter, demoFiles, GERMAN, leftovers, predict, putAdapter, REPO_ADAPTERS, request, rng, sha256, sleep,
-  spawnServe, startRel, tempStore, TOKEN, variant, waitFor, type AdapterFiles, type DemoId, type RelServer,
+  spawnServe, startRel, tempStore, TOKEN, variant, waitFor, ROOT, type AdapterFiles, type ChildServer, type DemoId, type RelServer,
 } from './helpers/reliability-kit.js';
 
 const labelsOf = (f: AdapterFiles): string[] => {
@@ -32,24 +34,53 @@ async function onDisk(dir: string, id: string): Promise<{ config: string; model:
 
 // ---------------------------------------------------------------------------------------
 
-test('SIGKILL at random moments during uploads: only whole, uploaded versions survive', async (t) => {
-  const ROUNDS = 8;
+/**
+ * Where each round's kill lands. The child holds that step of the store's write for one id
+ * (test/helpers/kill-gate.ts) and reports it on stderr; the kill follows the report, so every
+ * round interrupts exactly what it names. `none`: every upload is acknowledged first.
+ */
+type KillPoint =
+  | { kind: 'none' }
+  | { kind: 'new' | 'replace'; gate: Omit<GateSpec, 'id'> };
+const KILL_POINTS: Array<{ name: string; p: KillPoint }> = [
+  { name: 'new id: mid-write of the model', p: { kind: 'new', gate: { point: 'write', file: 'adapter_model.safetensors' } } },
+  { name: 'new id: mid-write of the config', p: { kind: 'new', gate: { point: 'write', file: 'adapter_config.json' } } },
+  { name: 'new id: files complete, before the rename', p: { kind: 'new', gate: { point: 'rename-in' } } },
+  { name: 'replace: mid-write of the model', p: { kind: 'replace', gate: { point: 'write', file: 'adapter_model.safetensors' } } },
+  { name: 'replace: mid-write of the sidecar', p: { kind: 'replace', gate: { point: 'write', file: '.adapterhost.json' } } },
+  { name: 'replace: between its two renames', p: { kind: 'replace', gate: { point: 'rename-in' } } },
+  { name: 'replace: new version live, old one not yet removed', p: { kind: 'replace', gate: { point: 'remove-old' } } },
+  { name: 'after every upload was acknowledged', p: { kind: 'none' } },
+];
+
+interface LogLine { msg?: string; entry?: string; id?: string }
+const startLog = (lines: string[]): LogLine[] => lines.flatMap((l) => { try { return [JSON.parse(l) as LogLine]; } catch { return []; } });
+
+test('SIGKILL in the middle of uploads and replaces: only whole, uploaded versions survive', async (t) => {
   const random = rng(0x5eed);
+  // Every kill point once, in a seeded order.
+  const plan = KILL_POINTS.map((k) => ({ k, r: random() })).sort((a, b) => a.r - b.r).map((x) => x.k);
+  const ROUNDS = plan.length;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'adapterhost-rel-kill-'));
   const bases: DemoId[] = ['lang', 'spam', 'topic', 'es-topic'];
+  const gatePreload = pathToFileURL(path.join(ROOT, 'dist', 'test', 'helpers', 'kill-gate.js')).href;
   // Every version ever sent for each id, and what must be there after the next restart.
   const sent = new Map<string, Version[]>();
-  const mustHave = new Map<string, Set<string>>(); // id → allowed version tags (acknowledged ids must be listed)
-  const mayHave = new Map<string, Set<string>>(); // id → allowed version tags (id may also be absent)
+  const mustHave = new Map<string, Set<string>>(); // id → allowed version tags (must be listed)
+  const mayHave = new Map<string, Set<string>>(); // id → allowed version tags (may also be absent)
+  const mustLack = new Set<string>(); // ids whose only upload was cut before it became visible
   const remember = (id: string, v: Version) => { sent.set(id, [...(sent.get(id) ?? []), v]); };
+  /** What the next start-up must log about the store's repair (entry name pattern), if anything. */
+  let expectRepair: { msg: string; entry: RegExp } | null = null;
+  const interrupted = new Map<string, number>();
 
   // The replaced id starts as a plain copy of lang (no sidecar, as other tools write it).
   await cp(path.join(REPO_ADAPTERS, 'lang'), path.join(dir, 'shared'), { recursive: true });
   remember('shared', versionOf(demoFiles('lang'), 'initial'));
   mustHave.set('shared', new Set(['initial']));
 
-  const verify = async (url: string, round: number) => {
-    const list = await request(url, { path: '/v1/adapters' });
+  const verify = async (c: ChildServer, round: number): Promise<Map<string, string>> => {
+    const list = await request(c.url, { path: '/v1/adapters' });
     assert.equal(list.status, 200);
     const listed = new Set((list.body.data as Array<{ id: string }>).map((a) => a.id));
     const found = new Map<string, string>();
@@ -66,26 +97,38 @@ test('SIGKILL at random moments during uploads: only whole, uploaded versions su
       assert.ok(allowed?.has(v.tag), `round ${round}: ${id} holds ${v.tag}, expected one of ${[...(allowed ?? [])].join(', ')}`);
     }
     for (const id of mustHave.keys()) assert.ok(listed.has(id), `round ${round}: acknowledged adapter ${id} survived`);
+    for (const id of mustLack) assert.ok(!listed.has(id), `round ${round}: ${id}, cut before it became visible, is absent`);
+    if (expectRepair) {
+      const want = expectRepair;
+      assert.ok(
+        startLog(c.stdout()).some((l) => l.msg === want.msg && want.entry.test(l.entry ?? '')),
+        `round ${round}: start-up logged "${want.msg}" for ${want.entry}: ${c.stdout().filter((l) => l.includes('adapter store')).join('\n')}`,
+      );
+    }
     if (round > 0) {
       const prev = round - 1;
       t.diagnostic(`after round ${prev}: ${[...listed].filter((id) => id.startsWith(`k${prev}-`)).length}/3 new ids on disk, shared is ${found.get('shared')}`);
     }
     // What is listed is servable, from the version on disk.
     const pick = [...listed][Math.floor(random() * listed.size)]!;
-    const p = await predict(url, pick, GERMAN);
+    const p = await predict(c.url, pick, GERMAN);
     assert.equal(p.status, 200, `predict ${pick}: ${p.text}`);
+    return found;
   };
 
   try {
     for (let round = 0; round <= ROUNDS; round++) {
+      const kill = plan[round];
+      const target = kill?.p.kind === 'new' ? `k${round}-${Math.floor(random() * 3)}` : 'shared';
+      const gate: GateSpec | null = kill && kill.p.kind !== 'none' ? { ...kill.p.gate, id: target } : null;
       // Six uploads at once, on purpose: above the default --max-concurrent-uploads.
-      const c = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN, '--max-concurrent-uploads', '8']);
+      const c = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN, '--max-concurrent-uploads', '8'], {
+        nodeFlags: ['--import', gatePreload], env: gate ? { [GATE_ENV]: JSON.stringify(gate) } : {},
+      });
       try {
-        await verify(c.url, round);
-        if (round === ROUNDS) break;
-        // Settle what this round may leave behind: new ids may or may not appear; `shared` holds
-        // its previous version unless one of this round's uploads was acknowledged.
-        const prevShared = mustHave.get('shared')!;
+        const found = await verify(c, round);
+        if (!kill) break;
+        const sharedBefore = found.get('shared')!;
         const roundShared = new Set<string>();
         const acks: Promise<void>[] = [];
         const uploads: Array<{ id: string; f: AdapterFiles; tag: string }> = [];
@@ -102,32 +145,67 @@ test('SIGKILL at random moments during uploads: only whole, uploaded versions su
           remember(u.id, versionOf(u.f, u.tag));
           if (u.id !== 'shared') mayHave.set(u.id, new Set([u.tag]));
         }
-        let sharedAcked = false;
-        // Six uploads take ~250-350 ms here (validation, fsyncs): kills land before, during and after them.
-        const killAt = 100 + Math.floor(random() * 400);
-        const started = Date.now();
+        let sharedAcked = 0;
         for (const u of uploads) {
           const stagger = Math.floor(random() * 150);
           acks.push(sleep(stagger).then(() => putAdapter(c.url, u.id, u.f)).then(
             (r) => {
               if (r.status !== 200 && r.status !== 201) throw new Error(`upload ${u.id} (${u.tag}) → ${r.status} ${r.text}`);
-              if (u.id === 'shared') sharedAcked = true;
+              if (u.id === 'shared') sharedAcked++;
               else mustHave.set(u.id, new Set([u.tag]));
             },
             () => undefined, // cut by the kill
           ));
         }
-        await sleep(killAt);
+        if (gate) {
+          // The kill lands where the child says it is held.
+          await waitFor(() => c.stderr().includes(GATE_MARK), 30_000, `round ${round}: the child reaches ${kill.name}`);
+        } else {
+          await Promise.all(acks);
+        }
         c.proc.kill('SIGKILL');
         await c.exit;
         await Promise.all(acks);
-        mustHave.set('shared', sharedAcked ? roundShared : new Set([...prevShared, ...roundShared]));
-        t.diagnostic(`round ${round}: killed after ${Date.now() - started} ms; acknowledged ${[...mustHave.keys()].filter((k) => k.startsWith(`k${round}-`)).length}/3 new ids, shared acked: ${sharedAcked}`);
+        const held = c.stderr().split('\n').filter((l) => l.startsWith(GATE_MARK)).map((l) => JSON.parse(l.slice(GATE_MARK.length)) as GateSpec & { what: string; path: string });
+        if (gate) {
+          assert.equal(held.length, 1, `round ${round}: one step held`);
+          assert.equal(held[0]!.what, gate.point);
+          assert.equal(held[0]!.id, target);
+        } else {
+          assert.deepEqual(held, [], `round ${round}: nothing held`);
+          assert.equal(sharedAcked, 3, `round ${round}: every replace acknowledged before the kill`);
+        }
+        interrupted.set(kill.name, (interrupted.get(kill.name) ?? 0) + 1);
+        // What the next start must find.
+        expectRepair = null;
+        if (kill.p.kind === 'new') {
+          assert.ok(!mustHave.has(target), `round ${round}: the held upload of ${target} was not acknowledged`);
+          mayHave.delete(target);
+          mustLack.add(target);
+          // The replaces of shared ran unheld: acknowledged or cut anywhere.
+          mustHave.set('shared', sharedAcked > 0 ? roundShared : new Set([sharedBefore, ...roundShared]));
+          expectRepair = { msg: 'adapter store: removing an unfinished upload', entry: new RegExp(`^\\.tmp-${target}-[0-9a-f]+$`) };
+        } else if (kill.p.kind === 'replace') {
+          assert.equal(sharedAcked, 0, `round ${round}: the held replace holds shared's lock, so no replace was acknowledged`);
+          if (kill.p.gate.point === 'remove-old') {
+            mustHave.set('shared', roundShared); // the new version was already live
+          } else {
+            mustHave.set('shared', new Set([sharedBefore])); // the previous version, exactly
+            expectRepair = kill.p.gate.point === 'rename-in'
+              ? { msg: 'adapter store: restoring the previous version after an interrupted replace', entry: /^\.old-shared-[0-9a-f]+$/ }
+              : { msg: 'adapter store: removing an unfinished upload', entry: /^\.tmp-shared-[0-9a-f]+$/ };
+          }
+        } else {
+          mustHave.set('shared', roundShared);
+        }
+        t.diagnostic(`round ${round}: killed at "${kill.name}" (${target}); acknowledged ${[...mustHave.keys()].filter((k) => k.startsWith(`k${round}-`)).length}/3 new ids, ${sharedAcked}/3 replaces`);
       } finally {
         c.proc.kill('SIGKILL');
         await c.exit;
       }
     }
+    // Each kill point was reached once: 3 uploads of a new id and 4 replaces were cut at a known step.
+    assert.deepEqual(Object.fromEntries([...interrupted].sort()), Object.fromEntries(KILL_POINTS.map((k) => [k.name, 1] as const).sort()));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

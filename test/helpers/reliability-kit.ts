@@ -62,18 +62,22 @@ export interface ChildServer {
   exit: Promise<number | null>;
   /** Everything the child wrote to stderr so far. */
   stderr(): string;
+  /** Every line the child wrote to stdout so far (its JSON log). */
+  stdout(): string[];
 }
 
 /** `node [nodeFlags] dist/src/cli.js serve --port 0 ...`; resolves once its log says ready (url from the "listening" line). */
-export async function spawnServe(args: string[], opts: { nodeFlags?: string[]; readyTimeoutMs?: number } = {}): Promise<ChildServer> {
+export async function spawnServe(args: string[], opts: { nodeFlags?: string[]; readyTimeoutMs?: number; env?: Record<string, string> } = {}): Promise<ChildServer> {
   const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
   const proc = spawn(process.execPath, [...(opts.nodeFlags ?? []), CLI, 'serve', '--port', '0', '--model-dir', MODEL_DIR, '--threads', '1', '--log-level', 'info', ...args], {
-    cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...(opts.env ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   let err = '';
   proc.stderr!.on('data', (c: Buffer) => { err += c.toString(); });
   const lines = createInterface({ input: proc.stdout! });
+  const out: string[] = [];
+  lines.on('line', (line) => { out.push(line); });
   const url = await new Promise<string>((resolve, reject) => {
     let found: string | null = null;
     const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`server not ready in ${readyTimeoutMs} ms: ${err}`)); }, readyTimeoutMs);
@@ -85,8 +89,7 @@ export async function spawnServe(args: string[], opts: { nodeFlags?: string[]; r
     });
     void exit.then((code) => { clearTimeout(timer); reject(new Error(`server exited (${code}) before it was ready: ${err}`)); });
   });
-  lines.on('line', () => undefined); // keep draining stdout so the child never blocks on a full pipe
-  return { proc, url, pid: proc.pid!, exit, stderr: () => err };
+  return { proc, url, pid: proc.pid!, exit, stderr: () => err, stdout: () => out };
 }
 
 // ---------------------------------------------------------------------------------------
