@@ -30,9 +30,21 @@ export interface RunningServer {
   ready: Promise<void>;
   /**
    * Graceful stop: draining at once (readyz 503, new work 503), stop listening, let in-flight
-   * requests and uploads finish, drain the batcher, stop the worker. Idempotent.
+   * requests and uploads finish, drain the batcher, stop the worker. Generation that would outlast
+   * `shutdownGraceMs` is cut short before it ends (see {@link shutdownTimes}). Idempotent.
    */
   close(): Promise<void>;
+}
+
+/**
+ * When a graceful shutdown with `graceMs` cuts running generation short (every sequence ends with
+ * finish_reason "length", waiting ones get 503), and when it then destroys generation connections
+ * whose clients have not read their end: the last quarter of the grace period, at most 2 s, is
+ * left for the cut streams to flush and the workers to stop.
+ */
+export function shutdownTimes(graceMs: number): { cutMs: number; dropMs: number } {
+  const cutMs = Math.max(0, graceMs - Math.min(2000, graceMs / 4));
+  return { cutMs, dropMs: cutMs + (graceMs - cutMs) / 2 };
 }
 
 /** Starts the real app on `config.port` (0 picks a free one); no signal handlers. */
@@ -41,7 +53,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const metrics = createMetrics();
   const services = await createServices(config, log, metrics.hooks);
   metrics.attach(services);
-  const state: ServerState = { ready: false, draining: false, worker: services.engine };
+  const state: ServerState = { ready: false, draining: false, worker: services.engine, generations: new Set() };
   const app = createApp({ config, services, metrics, log, state });
   const server = http.createServer(app);
   // Expect: 100-continue: the admin check comes before the 100 (see continueGate).
@@ -77,10 +89,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       // Keep-alive connections that finish their request become idle: close them as they do,
       // so server.close() does not wait for the keep-alive timeout.
       const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      // Streams can be longer than the grace period: cut them short with a clean finish before it
+      // ends, then drop the generation connections whose clients still have not read their end.
+      const times = shutdownTimes(config.shutdownGraceMs);
+      const cut = setTimeout(() => { for (const g of services.generation) g.scheduler.cutShort(); }, times.cutMs);
+      const drop = setTimeout(() => { for (const r of state.generations ?? []) r.destroy(); }, times.dropMs);
       try {
         await closed;
       } finally {
         clearInterval(sweep);
+        clearTimeout(cut);
+        clearTimeout(drop);
       }
       await ready.catch(() => undefined);
       await services.close();

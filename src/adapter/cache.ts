@@ -184,6 +184,13 @@ export class AdapterCache {
     return b;
   }
 
+  /** Leases taken and not yet released (requests and sequences holding adapters). */
+  get leases(): number {
+    let n = 0;
+    for (const u of this.inUse.values()) n += u.refs;
+    return n;
+  }
+
   get entries(): number {
     return this.lru.size + this.pinned.size;
   }

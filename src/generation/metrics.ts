@@ -1,9 +1,10 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { FinishReason, StepReport } from './scheduler.js';
+import type { StepReport } from './scheduler.js';
+import type { ReportedFinish } from './service.js';
 
 /** What the generation gauges read at scrape time: each decoder base's scheduler and adapter ids. */
 export interface GenerationSources {
-  schedulers(): ReadonlyArray<{ readonly stats: { running: number; waiting: number; kvBytes: number; kvReservedBytes: number; kvBudgetBytes: number; maxRunning: number; runningAdapters: string[]; waitingAdapters: string[] } }>;
+  schedulers(): ReadonlyArray<{ readonly stats: { running: number; paused: number; waiting: number; kvBytes: number; kvReservedBytes: number; kvBudgetBytes: number; maxRunning: number; runningAdapters: string[]; waitingAdapters: string[] } }>;
   /** True for ids that may become label values (adapters in a store, or a base's name). */
   knownModel(id: string): boolean;
   /** Most adapters one step may mix (the max running sequences). */
@@ -13,7 +14,7 @@ export interface GenerationSources {
 export interface GenerationMetrics {
   onStep(r: StepReport): void;
   onToken(r: { adapterId: string | null; first: boolean; gapMs: number }): void;
-  onFinished(r: { adapterId: string | null; promptTokens: number; completionTokens: number; reason: FinishReason }): void;
+  onFinished(r: { adapterId: string | null; promptTokens: number; completionTokens: number; reason: ReportedFinish }): void;
   attach(src: GenerationSources): void;
 }
 
@@ -36,12 +37,13 @@ export function createGenerationMetrics(registry: Registry): GenerationMetrics {
   const itl = new Histogram({ name: 'adapterhost_inter_token_latency_seconds', help: 'Time between two tokens of one sequence.', buckets: SECONDS, registers });
   const promptTokens = new Counter({ name: 'adapterhost_prompt_tokens_total', help: 'Prompt tokens of finished generation requests, per adapter ("base": none).', labelNames: ['adapter'] as const, registers });
   const genTokens = new Counter({ name: 'adapterhost_generation_tokens_total', help: 'Generated tokens, per adapter ("base": none).', labelNames: ['adapter'] as const, registers });
-  const finished = new Counter({ name: 'adapterhost_generation_requests_total', help: 'Finished generation requests by finish reason (stop, length, cancelled, error).', labelNames: ['reason'] as const, registers });
+  const finished = new Counter({ name: 'adapterhost_generation_requests_total', help: 'Finished generation requests by finish reason (stop, length, cancelled: the client went away, stalled: cancelled after --stream-stall-ms without reading, shutdown: cut short by a graceful shutdown, error).', labelNames: ['reason'] as const, registers });
   const cancellations = new Counter({ name: 'adapterhost_generation_cancellations_total', help: 'Sequences cancelled (the client disconnected).', registers });
   const stepRows = new Histogram({ name: 'adapterhost_generation_step_rows', help: 'Sequences in one decoder step.', labelNames: ['kind'] as const, buckets: COUNTS, registers });
   const stepAdapters = new Histogram({ name: 'adapterhost_generation_step_distinct_adapters', help: 'Distinct adapters in one decoder step.', labelNames: ['kind'] as const, buckets: COUNTS, registers });
   const stepSeconds = new Histogram({ name: 'adapterhost_generation_step_seconds', help: 'ORT run time of one decoder step.', labelNames: ['kind'] as const, buckets: SECONDS, registers });
   new Gauge({ name: 'adapterhost_num_requests_running', help: 'Generation sequences running (vLLM: num_requests_running).', registers, collect() { this.set(sum((s) => s.running)); } });
+  new Gauge({ name: 'adapterhost_num_requests_paused', help: 'Running generation sequences paused because their stream\'s client reads slower than tokens come (they keep their KV cache, sit out decode steps).', registers, collect() { this.set(sum((s) => s.paused)); } });
   new Gauge({ name: 'adapterhost_num_requests_waiting', help: 'Generation sequences waiting for admission (vLLM: num_requests_waiting).', registers, collect() { this.set(sum((s) => s.waiting)); } });
   new Gauge({ name: 'adapterhost_kv_cache_usage_perc', help: 'KV cache reserved by admitted sequences ÷ the budget, 0–1 (vLLM: kv_cache_usage_perc).', registers,
     collect() { const b = sum((s) => s.kvBudgetBytes); this.set(b > 0 ? sum((s) => s.kvReservedBytes) / b : 0); } });

@@ -4,8 +4,8 @@ import type { AdapterPayload } from '../runtime/batch.js';
 import type { DecoderEngine } from './decoder-engine.js';
 import { KV_BLOCK_TOKENS, SequenceKv } from './kv-cache.js';
 
-/** Why a sequence ended. */
-export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
+/** Why a sequence ended. 'shutdown': cut short by a graceful shutdown ({@link GenerationScheduler.cutShort}), its text so far kept. */
+export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error' | 'shutdown';
 
 /** Receives a sequence's tokens as they are sampled (the text side: detokenizer, stop strings, the HTTP stream). */
 export interface SequenceSink {
@@ -92,6 +92,8 @@ export class GenerationScheduler {
   private kvBytesNow = 0;
   private loop: Promise<void> | null = null;
   private closed = false;
+  /** Set by cutShort(): the loop ends every sequence before its next step. */
+  private cutting = false;
   private readonly idle: Array<() => void> = [];
   /** Wakes a loop that found every running sequence paused. */
   private wake: (() => void) | null = null;
@@ -106,6 +108,8 @@ export class GenerationScheduler {
   get stats() {
     return {
       running: this.running.length,
+      /** Running sequences whose consumer cannot take more (slow readers): they sit out decode steps. */
+      paused: this.running.reduce((n, s) => n + (s.job.sink.paused?.() ? 1 : 0), 0),
       waiting: this.waiting.length,
       kvReservedBytes: this.reservedBytes,
       kvBytes: this.kvBytesNow,
@@ -156,6 +160,17 @@ export class GenerationScheduler {
     this.closed = true;
   }
 
+  /**
+   * Graceful shutdown's last resort: refuses new work and, before the next step, ends every
+   * running sequence with reason 'shutdown' (its text so far; the caller reports a clean finish)
+   * and every waiting one with 503 SHUTTING_DOWN (it never started).
+   */
+  cutShort(): void {
+    this.closed = true;
+    this.cutting = true;
+    this.kick();
+  }
+
   /** A paused sequence can take more (its stream drained), or something else changed: step again. */
   poke(): void {
     const w = this.wake;
@@ -202,6 +217,12 @@ export class GenerationScheduler {
   private async run(): Promise<void> {
     while (this.waiting.length || this.running.length) {
       for (const s of [...this.waiting, ...this.running]) if (s.cancelled) this.finish(s, 'cancelled');
+      if (this.cutting) {
+        const err = new AppError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance', { headers: { 'retry-after': '1' } });
+        for (const s of [...this.waiting]) this.finish(s, 'error', err);
+        for (const s of [...this.running]) this.finish(s, 'shutdown');
+        return;
+      }
       this.admit();
       if (this.running.length === 0) return; // everything left was cancelled, or nothing fits (cannot happen: need ≤ budget)
       try {

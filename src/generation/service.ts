@@ -10,6 +10,12 @@ import { Sampler, type SamplingParams } from './sampler.js';
 import type { FinishReason, GenerationScheduler } from './scheduler.js';
 import { StopMatcher } from './stop-matcher.js';
 
+/** The abort reason a caller gives when it cancels a stream whose client stopped reading (reported as finish reason 'stalled'). */
+export const STREAM_STALLED = 'stream-stalled';
+
+/** What a finished request is reported as: the scheduler's reason, or 'stalled' (cancelled because its client stopped reading). */
+export type ReportedFinish = FinishReason | 'stalled';
+
 /** A generation request after parsing (either route). */
 export interface GenerateInput {
   /** The base's name (no adapter) or an adapter id of this base. */
@@ -54,7 +60,7 @@ export interface GenerationServiceDeps {
    * maxPositions × this cannot fit, and is refused without being tokenized. */
   maxTokenChars: number;
   /** Hooks for metrics and logs. */
-  onFinished?(r: { adapterId: string | null; result: GenerateResult | null; reason: FinishReason; totalMs: number }): void;
+  onFinished?(r: { adapterId: string | null; result: GenerateResult | null; reason: ReportedFinish; totalMs: number }): void;
   onToken?(r: { adapterId: string | null; first: boolean; gapMs: number }): void;
 }
 
@@ -135,18 +141,20 @@ export class GenerationService {
       const finish = (reason: FinishReason, error?: AppError) => {
         lease?.release();
         let result: GenerateResult | null = null;
-        if (reason === 'stop' || reason === 'length') {
+        // Cut short by a shutdown: the text so far, reported as OpenAI's 'length' (the output was truncated).
+        if (reason === 'stop' || reason === 'length' || reason === 'shutdown') {
           if (!stoppedByString) {
             const r = stops.push(detok.flush());
             emit(r.emit);
             if (!r.stopped) emit(stops.flush());
           }
-          result = { text, finishReason: reason, promptTokens: ids.length, completionTokens: generated, ttftMs: ttftMs < 0 ? performance.now() - t0 : ttftMs };
+          result = { text, finishReason: reason === 'shutdown' ? 'length' : reason, promptTokens: ids.length, completionTokens: generated, ttftMs: ttftMs < 0 ? performance.now() - t0 : ttftMs };
           events.onDone(result);
         } else if (reason === 'error') {
           events.onError(error ?? new AppError('INTERNAL', 'generation failed'));
         }
-        this.d.onFinished?.({ adapterId, result, reason, totalMs: performance.now() - t0 });
+        const reported: ReportedFinish = reason === 'cancelled' && signal?.reason === STREAM_STALLED ? 'stalled' : reason;
+        this.d.onFinished?.({ adapterId, result, reason: reported, totalMs: performance.now() - t0 });
         resolve();
       };
       try {

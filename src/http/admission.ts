@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { AppError } from '../errors.js';
 
@@ -12,6 +13,11 @@ export interface ServerState {
    * it is down (it died and is being restarted).
    */
   worker?: { readonly up: boolean; readonly retryAfterSeconds: number };
+  /**
+   * Generation responses still open (the routes add and remove them). A shutdown cuts their
+   * sequences short, then destroys the ones whose clients still have not read their end.
+   */
+  generations?: Set<ServerResponse>;
 }
 
 /** Refuses new work (inference, uploads, deletes) once draining; in-flight requests finish. */

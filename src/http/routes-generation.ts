@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import { AppError, isAppError } from '../errors.js';
-import type { GenerateInput, GenerateResult, GenerationService } from '../generation/service.js';
+import { STREAM_STALLED, type GenerateInput, type GenerateResult, type GenerationService } from '../generation/service.js';
 import { acceptingWork, type ServerState } from './admission.js';
 import { jsonBody } from './json-body.js';
 import { openAiErrorBody } from './openai-errors.js';
@@ -51,6 +51,8 @@ export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, 
     const base = { id, created, model: q.model, system_fingerprint: null };
     const ac = new AbortController();
     res.on('close', () => { if (!res.writableFinished) ac.abort(); });
+    state.generations?.add(res);
+    res.on('close', () => state.generations?.delete(res));
     const input: GenerateInput = { model: q.model, maxTokens: q.maxTokens, sampling: q.sampling, stop: q.stop, ...(q.messages ? { messages: q.messages } : { prompt: q.prompt ?? '' }) };
     if (!q.stream) {
       let result: GenerateResult | null = null;
@@ -76,7 +78,7 @@ export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, 
     });
     res.on('close', () => { if (stall) clearTimeout(stall); });
     const sent = () => {
-      if (paused() && !stall) stall = setTimeout(() => { ac.abort(); res.destroy(); }, streamStallMs);
+      if (paused() && !stall) stall = setTimeout(() => { ac.abort(STREAM_STALLED); res.destroy(); }, streamStallMs);
     };
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const chunk = (delta: string | null, finish: string | null, role = false) => (kind === 'chat'
