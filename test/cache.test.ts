@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { AdapterCache, type AdapterLease } from '../src/adapter/cache.js';
 import type { AdapterWeights } from '../src/adapter/lora-weights.js';
 import { isAppError } from '../src/errors.js';
+import { propertyParams } from './helpers/property-seed.js';
 
 const fake = (id: string, bytes: number): AdapterWeights => ({ id, version: 'v', labels: null, slots: [], heads: [], maxRank: 1, bytes });
 
@@ -103,7 +104,7 @@ describe('adapter cache', () => {
     fresh.release();
   });
 
-  it('property: after any sequence of acquire/release/invalidate the cache matches a model (hits/misses, bytes held incl. evicted-but-leased)', async () => {
+  it('property: after any sequence of acquire/release/invalidate the cache matches a model (hits/misses, bytes held incl. evicted-but-leased)', async (t) => {
     const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
     await fc.assert(
       fc.asyncProperty(
@@ -155,7 +156,7 @@ describe('adapter cache', () => {
           assert.equal(cache.bytesHeld, cache.lruBytes);
         },
       ),
-      { numRuns: 150, seed: 42 },
+      propertyParams(t, 42, 150),
     );
   });
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AppError } from '../src/errors.js';
 import { isTargeted, parsePeftConfig, rankFor, scaleFor } from '../src/adapter/peft-config.js';
+import { propertyParams } from './helpers/property-seed.js';
 
 const DEMO: Record<string, unknown> = {
   alpha_pattern: { value: 8 },
@@ -33,7 +34,8 @@ const DEMO: Record<string, unknown> = {
   id2label: { '0': 'amistad', '1': 'ciencia', '2': 'informatica' },
 };
 
-const PARAMS = { seed: 20240611, numRuns: 500 } as const;
+const SEED = 20240611;
+const RUNS = 500;
 const PATHS = ['bert.encoder.layer.0.attention.self.query', 'bert.encoder.layer.1.output.dense', 'classifier', ''];
 
 /**
@@ -84,28 +86,28 @@ const mutation = fc.oneof(
   fc.record({ kind: fc.constant('set' as const), key: fc.string({ maxLength: 8 }), value: values }),
 );
 
-test('arbitrary JSON text is parsed or refused with INVALID_ADAPTER_CONFIG', () => {
+test('arbitrary JSON text is parsed or refused with INVALID_ADAPTER_CONFIG', (t) => {
   fc.assert(
     fc.property(fc.json({ maxDepth: 4 }), (text) => void parsesOrRefuses(text)),
-    PARAMS,
+    propertyParams(t, SEED, RUNS),
   );
 });
 
-test('arbitrary strings and bytes are parsed or refused with INVALID_ADAPTER_CONFIG', () => {
+test('arbitrary strings and bytes are parsed or refused with INVALID_ADAPTER_CONFIG', (t) => {
   fc.assert(
     fc.property(fc.oneof(fc.string(), fc.uint8Array({ maxLength: 64 })), (input) => void parsesOrRefuses(input)),
-    PARAMS,
+    propertyParams(t, SEED, RUNS),
   );
 });
 
-test('arbitrary parsed JSON values are parsed or refused with INVALID_ADAPTER_CONFIG', () => {
+test('arbitrary parsed JSON values are parsed or refused with INVALID_ADAPTER_CONFIG', (t) => {
   fc.assert(
     fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => void parsesOrRefuses(value)),
-    PARAMS,
+    propertyParams(t, SEED, RUNS),
   );
 });
 
-test('mutated demo configs are parsed or refused with INVALID_ADAPTER_CONFIG', () => {
+test('mutated demo configs are parsed or refused with INVALID_ADAPTER_CONFIG', (t) => {
   const outcomes = { parsed: 0, refused: 0 };
   fc.assert(
     fc.property(
@@ -121,7 +123,7 @@ test('mutated demo configs are parsed or refused with INVALID_ADAPTER_CONFIG', (
         outcomes[parsesOrRefuses(asText ? JSON.stringify(cfg) : cfg, { maxRank }) ? 'parsed' : 'refused'] += 1;
       },
     ),
-    PARAMS,
+    propertyParams(t, SEED, RUNS),
   );
   // Both paths must be exercised for the property to mean something.
   assert.ok(outcomes.parsed > 20 && outcomes.refused > 20, JSON.stringify(outcomes));

@@ -13,6 +13,7 @@ import fc from 'fast-check';
 import {
   assertLangServes, deleteAdapter, demoFiles, GERMAN, postJson, predict, putAdapter, request, startRel, TOKEN, type Reply, type RelServer,
 } from './helpers/reliability-kit.js';
+import { propertyParams } from './helpers/property-seed.js';
 
 const isError = (r: Reply, status: number | number[], code?: string | string[]) => {
   const statuses = Array.isArray(status) ? status : [status];
@@ -284,20 +285,20 @@ describe('requests against a server with an admin token', () => {
           assert.equal(typeof r.body?.error?.code, 'string');
         }
       }),
-      { seed: 20240607, numRuns: 200, endOnFailure: true },
+      { ...propertyParams(ctx, 20240607, 200), endOnFailure: true },
     );
     ctx.diagnostic(`statuses: ${JSON.stringify([...seen].sort())}`);
     assert.ok(ok > 0, `some random bodies were valid requests (statuses: ${JSON.stringify([...seen])})`);
     await assertLangServes(t.url);
   });
 
-  test('property: random bytes as a JSON body → 400/413/415, never 500', async () => {
+  test('property: random bytes as a JSON body → 400/413/415, never 500', async (ctx) => {
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 256 }), fc.constantFrom('/v1/predict', '/v1/embeddings'), async (bytes, route) => {
         const r = await rawPost(t.url, route, Buffer.from(bytes));
         assert.ok(r.status >= 400 && r.status < 500, `${route} ${Buffer.from(bytes).toString('hex').slice(0, 120)} → ${r.status} ${r.text.slice(0, 200)}`);
       }),
-      { seed: 7, numRuns: 100, endOnFailure: true },
+      { ...propertyParams(ctx, 7, 100), endOnFailure: true },
     );
   });
 });

@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AppError } from '../src/errors.js';
 import { parseSafetensorsHeader, readSafetensors, writeSafetensors, type SafetensorsDType } from '../src/adapter/safetensors.js';
+import { propertyParams } from './helpers/property-seed.js';
 
-const RUNS = { numRuns: 400, seed: 20240611 };
+const SEED = 20240611;
+const NUM_RUNS = 400;
 const LIMITS = { maxHeaderBytes: 4096, maxTensors: 16 };
 
 /** Reads `bytes`; anything but success or an INVALID_SAFETENSORS refusal fails the property. */
@@ -72,7 +74,7 @@ const entryishArb = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
 );
 
-test('arbitrary bytes are read or refused with INVALID_SAFETENSORS, nothing else', { timeout: 60_000 }, () => {
+test('arbitrary bytes are read or refused with INVALID_SAFETENSORS, nothing else', { timeout: 60_000 }, (t) => {
   const bytesArb = fc.oneof(
     fc.uint8Array({ maxLength: 300 }),
     // A well-framed length, so the JSON checks get exercised rather than the length check.
@@ -87,11 +89,11 @@ test('arbitrary bytes are read or refused with INVALID_SAFETENSORS, nothing else
     fc.property(bytesArb, (bytes) => {
       readOrRefuse(bytes);
     }),
-    RUNS,
+    propertyParams(t, SEED, NUM_RUNS),
   );
 });
 
-test('a mutated valid file is read or refused with INVALID_SAFETENSORS, nothing else', { timeout: 60_000 }, () => {
+test('a mutated valid file is read or refused with INVALID_SAFETENSORS, nothing else', { timeout: 60_000 }, (t) => {
   const mutationArb = fc.oneof(
     fc.record({ kind: fc.constant('set' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
     fc.record({ kind: fc.constant('header' as const), at: fc.nat(), value: fc.constantFrom(...utf8('{}[]",: 0123456789-eE.\\u')) }),
@@ -117,12 +119,12 @@ test('a mutated valid file is read or refused with INVALID_SAFETENSORS, nothing 
       }
       if (readOrRefuse(bytes) === 'refused') refused++;
     }),
-    RUNS,
+    propertyParams(t, SEED, NUM_RUNS),
   );
-  assert.ok(refused > RUNS.numRuns / 4, `most mutations should be refused (refused ${refused})`);
+  assert.ok(refused > NUM_RUNS / 4, `most mutations should be refused (refused ${refused})`);
 });
 
-test('random valid tensor sets round-trip through writeSafetensors/readSafetensors', { timeout: 60_000 }, () => {
+test('random valid tensor sets round-trip through writeSafetensors/readSafetensors', { timeout: 60_000 }, (t) => {
   fc.assert(
     fc.property(tensorSetArb, metadataArb, (tensors, metadata) => {
       const file = writeSafetensors(tensors, metadata);
@@ -150,7 +152,7 @@ test('random valid tensor sets round-trip through writeSafetensors/readSafetenso
         }
       }
     }),
-    RUNS,
+    propertyParams(t, SEED, NUM_RUNS),
   );
 });
 
@@ -171,7 +173,7 @@ function escapeAll(key: string): string {
   return `"${[...Array(key.length).keys()].map((i) => `\\u${key.charCodeAt(i).toString(16).padStart(4, '0')}`).join('')}"`;
 }
 
-test('the duplicate-key scan has no false positives and finds injected duplicates', { timeout: 60_000 }, () => {
+test('the duplicate-key scan has no false positives and finds injected duplicates', { timeout: 60_000 }, (t) => {
   const objectArb = fc.dictionary(fc.string({ unit: 'binary', maxLength: 6 }), fc.jsonValue({ maxDepth: 3 }), { minKeys: 1, maxKeys: 5, noNullPrototype: true });
   fc.assert(
     fc.property(objectArb, fc.nat(), fc.jsonValue({ maxDepth: 2 }), fc.boolean(), (obj, pick, value, escaped) => {
@@ -182,7 +184,7 @@ test('the duplicate-key scan has no false positives and finds injected duplicate
       const text = `${JSON.stringify(obj).slice(0, -1)},${again}}`;
       assert.match(headerProblems(text), new RegExp(`duplicate key ${escapeRegExp(JSON.stringify(key))} at the top level`));
     }),
-    RUNS,
+    propertyParams(t, SEED, NUM_RUNS),
   );
 });
 
