@@ -50,8 +50,10 @@ export interface Metrics {
   /** Connects the collect-time gauges to the live objects (call once services exist). */
   attach(sources: MetricsSources): void;
   observeRequest(o: HttpObservation): void;
-  /** Counts predicted inputs per adapter; ids the registry does not know are not labelled. */
+  /** Counts one answered predict request and its inputs per adapter; ids the registry does not know are not labelled. */
   countPredictions(adapterId: string, inputs: number): void;
+  /** Counts one answered request for `model` (an embeddings request); only adapter ids in a store are labelled. */
+  countAdapterRequest(model: string): void;
   /** The exposition text and its content type. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -188,11 +190,25 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     labelNames: ['adapter'] as const, registers,
   });
 
+  const adapterRequests = new Counter({
+    name: 'adapterhost_adapter_requests_total',
+    help: 'Requests served per adapter: answered /v1/predict and /v1/embeddings requests, finished generation requests (any finish reason). Only adapters in a store are labelled; base-model requests are not counted here.',
+    labelNames: ['adapter'] as const, registers,
+  });
+  const isAdapter = (id: string) => Boolean(src?.registry.has(id) || src?.generation?.some((g) => g.registry.has(id)));
+  const countAdapterRequest = (id: string | null) => { if (id !== null && isAdapter(id)) adapterRequests.inc({ adapter: id }); };
+
   const generation = createGenerationMetrics(registry);
   return {
     registry,
     hooks: {
-      generation,
+      generation: {
+        ...generation,
+        onFinished(r) {
+          generation.onFinished(r);
+          countAdapterRequest(r.adapterId);
+        },
+      },
       cache: {
         onLoad(_id, seconds, ok) { loadDuration.observe({ result: ok ? 'ok' : 'error' }, seconds); },
         onEvict() { evictions.inc(); },
@@ -227,7 +243,9 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     countPredictions(adapterId, inputs) {
       // The label set stays bounded: only ids the registry holds (uploaded by an admin) become labels.
       if (src?.registry.has(adapterId)) predictions.inc({ adapter: adapterId }, inputs);
+      countAdapterRequest(adapterId);
     },
+    countAdapterRequest,
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },

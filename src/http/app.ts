@@ -14,6 +14,7 @@ import { metricsRoutes } from './routes-metrics.js';
 import { modelsRoutes } from './routes-models.js';
 import { predictRoutes } from './routes-predict.js';
 import { generationRoutes } from './routes-generation.js';
+import { consoleRoutes } from './routes-console.js';
 
 export type { ServerState } from './admission.js';
 
@@ -24,10 +25,12 @@ export interface AppDeps {
   log: Logger;
   /** Readiness and drain flags, owned by serve.ts. */
   state: ServerState;
+  /** The built web console (default: dist/console beside the compiled server). */
+  consoleDir?: string;
 }
 
 /** The HTTP app (no listen): routes, auth, request ids, metrics, the one error handler. */
-export function createApp({ config, services, metrics, log, state }: AppDeps): Express {
+export function createApp({ config, services, metrics, log, state, consoleDir }: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -41,13 +44,15 @@ export function createApp({ config, services, metrics, log, state }: AppDeps): E
   app.use(modelsRoutes(services, new Date()));
   app.use(adapterRoutes(config, services, state));
   app.use(predictRoutes(config.maxBodyKb, services, metrics, state));
-  app.use(embeddingsRoutes(config.maxBodyKb, services, state));
+  app.use(embeddingsRoutes(config.maxBodyKb, services, state, (model) => metrics.countAdapterRequest(model)));
   app.use(generationRoutes(config.maxBodyKb, {
     bases: (services.generation ?? []).map((g) => g.service),
     notGenerative: (model) => (model === services.manifest.baseModel || services.manifest.aliases.includes(model) || services.registry.has(model)
       ? `model "${model}" is a ${services.manifest.task} model (base ${services.manifest.baseModel}): it cannot generate text; use /v1/predict or /v1/embeddings`
       : null),
   }, state, config.streamStallMs));
+  // The web console at `/` (docs/console.md): static files, a client of the routes above.
+  app.use(consoleRoutes(consoleDir));
   app.use(routeNotFound());
   app.use(errorHandler());
   return app;

@@ -11,13 +11,17 @@ export function float32Base64(v: Float32Array): string {
   return b.toString('base64');
 }
 
-/** OpenAI's `POST /v1/embeddings`; `model` is the base model's name or an adapter id. */
-export function embeddingsRoutes(maxBodyKb: number, services: Pick<Services, 'inference'>, state: ServerState): Router {
+/**
+ * OpenAI's `POST /v1/embeddings`; `model` is the base model's name or an adapter id.
+ * `onServed` hears of each answered request (the per-adapter request counter).
+ */
+export function embeddingsRoutes(maxBodyKb: number, services: Pick<Services, 'inference'>, state: ServerState, onServed: (model: string) => void = () => undefined): Router {
   const r = Router();
   r.post('/v1/embeddings', acceptingWork(state), ...jsonBody(maxBodyKb), async (req, res) => {
     const q = parseBody(EmbeddingsRequest, req.body, 'invalid embeddings request');
     const inputs = typeof q.input === 'string' ? [q.input] : q.input;
     const { embeddings, promptTokens } = await services.inference.embed(q.model, inputs);
+    onServed(q.model);
     const base64 = q.encoding_format === 'base64';
     res.json({
       object: 'list',

@@ -5,7 +5,7 @@ import type { AdapterRegistry } from '../adapter/registry.js';
 import type { ModelManifest, ModelTask } from '../model/manifest.js';
 import type { Services } from '../services.js';
 
-/** OpenAI's model object, with adapterhost's extras (`parent`, `task_type`, `has_head`). */
+/** OpenAI's model object, with adapterhost's extras (`parent`, `task`, `task_type`, `has_head`, a base's `bytes_on_disk`). */
 interface ModelView {
   id: string;
   object: 'model';
@@ -17,6 +17,8 @@ interface ModelView {
   task: ModelTask;
   task_type?: string | null;
   has_head?: boolean;
+  /** Bases only: bytes of the base model file (what one merged fine-tuned copy costs). */
+  bytes_on_disk?: number;
 }
 
 /** A base with its adapters, as the model routes see it. */
@@ -36,7 +38,7 @@ export function allBases(services: Pick<Services, 'manifest' | 'registry' | 'gen
 export function modelsRoutes(services: Pick<Services, 'manifest' | 'registry' | 'generation'>, startedAt: Date): Router {
   const r = Router();
   const started = Math.floor(startedAt.getTime() / 1000);
-  const baseView = (m: ModelManifest, id = m.baseModel): ModelView => ({ id, object: 'model', created: started, owned_by: 'adapterhost', root: m.baseModel, parent: null, task: m.task });
+  const baseView = (m: ModelManifest, id = m.baseModel): ModelView => ({ id, object: 'model', created: started, owned_by: 'adapterhost', root: m.baseModel, parent: null, task: m.task, bytes_on_disk: m.baseBytes });
   const adapterModelView = (m: ModelManifest, a: AdapterInfo): ModelView => {
     const base = m.baseModel;
     const stored = a.storedAt ? Math.floor(Date.parse(a.storedAt) / 1000) : NaN;
