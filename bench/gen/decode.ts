@@ -1,0 +1,86 @@
+/**
+ * In-thread decoding for the generation figures that time single engine runs: a batch of streams
+ * is prefilled in one step (untimed), then decodes `n` tokens one step at a time (timed), greedy.
+ * Works over the slotted model's DecoderRunner and over the plain export (PlainDecoder).
+ */
+import ort from 'onnxruntime-node';
+import { argmax } from '../../src/generation/greedy.js';
+import { SequenceKv } from '../../src/generation/kv-cache.js';
+import type { ModelManifest } from '../../src/model/manifest.js';
+import type { AdapterPayload } from '../../src/runtime/batch.js';
+import { buildDecoderFeeds, type StepRow } from '../../src/runtime/decoder-feeds.js';
+
+/** What both decoders offer: one step over rows, each row's last logits back. */
+export interface Stepper {
+  readonly manifest: ModelManifest;
+  step(rows: readonly StepRow[], adapters: readonly AdapterPayload[]): Promise<{ logits: Float32Array[] }>;
+}
+
+export interface DecodeResult {
+  /** Per stream: the generated tokens (the first comes from the prefill). */
+  tokens: number[][];
+  prefillMs: number;
+  /** Time of the `n - 1` decode steps. */
+  decodeMs: number;
+  /** Decode tokens per second over all streams. */
+  tokensPerSecond: number;
+  /** Per stream, ms from the start of decoding to each token after the first. */
+  at: number[];
+}
+
+/** Prefills `prompts` together, then greedy-decodes until each stream has `n` tokens; `rowAdapter[i]` indexes `adapters` (-1: none). */
+export async function decode(d: Stepper, prompts: readonly number[][], rowAdapter: readonly number[], adapters: readonly AdapterPayload[], n: number): Promise<DecodeResult> {
+  const g = d.manifest.generation!;
+  const kvs = prompts.map(() => new SequenceKv(g));
+  const tokens = prompts.map(() => [] as number[]);
+  const t0 = performance.now();
+  let { logits } = await d.step(prompts.map((p, i) => ({ kv: kvs[i]!, tokens: p, adapter: rowAdapter[i]! })), adapters);
+  logits.forEach((l, i) => tokens[i]!.push(argmax(l)));
+  const t1 = performance.now();
+  const at: number[] = [];
+  for (let s = 1; s < n; s++) {
+    ({ logits } = await d.step(prompts.map((_, i) => ({ kv: kvs[i]!, tokens: [tokens[i]!.at(-1)!], adapter: rowAdapter[i]! })), adapters));
+    logits.forEach((l, i) => tokens[i]!.push(argmax(l)));
+    at.push(performance.now() - t1);
+  }
+  const t2 = performance.now();
+  for (const kv of kvs) kv.clear();
+  const decodeMs = t2 - t1;
+  return { tokens, prefillMs: t1 - t0, decodeMs, tokensPerSecond: (prompts.length * (n - 1)) / (decodeMs / 1000), at };
+}
+
+/**
+ * The plain optimum export (no LoRA slots) run the way DecoderRunner runs the slotted one: the
+ * same feeds without the adapter inputs, the same KV-cache handling.
+ */
+export class PlainDecoder implements Stepper {
+  private constructor(private readonly session: ort.InferenceSession, readonly manifest: ModelManifest) {}
+
+  static async create(modelPath: string, slotted: ModelManifest, threads: number): Promise<PlainDecoder> {
+    const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    return new PlainDecoder(session, { ...slotted, loraSlots: [] });
+  }
+
+  async step(rows: readonly StepRow[]): Promise<{ logits: Float32Array[] }> {
+    const g = this.manifest.generation!;
+    const { feeds: raw, shape } = buildDecoderFeeds(this.manifest, rows, []);
+    const feeds: Record<string, ort.Tensor> = {};
+    const inputs = new Set(this.session.inputNames);
+    for (const [name, f] of Object.entries(raw)) if (inputs.has(name)) feeds[name] = new ort.Tensor(f.type, f.data, f.dims);
+    const res = await this.session.run(feeds);
+    const total = shape.past + shape.fresh;
+    for (let l = 0; l < g.layers; l++) {
+      const key = res[g.presentKeys[l]!]!.data as Float32Array;
+      const value = res[g.presentValues[l]!]!.data as Float32Array;
+      rows.forEach((r, i) => r.kv.append(l, { key, value }, i, total, total - r.tokens.length, r.tokens.length));
+    }
+    rows.forEach((r) => r.kv.commit(r.tokens.length));
+    const all = res[g.logits]!.data as Float32Array;
+    const V = g.vocabSize;
+    const logits = rows.map((_, i) => all.slice(((i + 1) * shape.fresh - 1) * V, (i + 1) * shape.fresh * V));
+    for (const t of Object.values(res)) t.dispose?.();
+    return { logits };
+  }
+
+  async close(): Promise<void> { await this.session.release(); }
+}
