@@ -9,7 +9,14 @@ export const KV_BLOCK_TOKENS = 16;
  * bytes held per token stay within one block of the exact `2 · layers · kv_heads · head_dim · 4`.
  */
 export class SequenceKv {
+  /** Positions this sequence holds (on the host, plus {@link deviceTokens} held only on the device). */
   length = 0;
+  /**
+   * The last of `length` positions that live only in a device-resident present tensor (WebGPU
+   * runs keep the cache on the device between steps; see DeviceKv). The host buffers hold the first
+   * `length - deviceTokens`; {@link takeDeviceTokens} hands the rest back to be copied in.
+   */
+  deviceTokens = 0;
   private capacity = 0;
   private keys: Float32Array[] = [];
   private values: Float32Array[] = [];
@@ -59,9 +66,24 @@ export class SequenceKv {
     this.length += count;
   }
 
+  /** Marks `count` new positions as held on the device only (their keys/values were not copied to the host). */
+  addDeviceTokens(count: number): void {
+    this.length += count;
+    this.deviceTokens += count;
+  }
+
+  /** Forgets the device-only positions (so that {@link append} writes them next); returns how many there were. */
+  takeDeviceTokens(): number {
+    const n = this.deviceTokens;
+    this.length -= n;
+    this.deviceTokens = 0;
+    return n;
+  }
+
   /** Copies this cache into row `row` of a past feed `[batch, kv_heads, past, head_dim]`, right-aligned (left padding before it). */
   copyInto(layer: number, key: Float32Array, value: Float32Array, row: number, past: number): void {
     if (this.length === 0) return;
+    if (this.deviceTokens > 0) throw new Error('SequenceKv.copyInto: positions are still on the device');
     const { kvHeads, headDim } = this.spec;
     const pad = past - this.length;
     for (let h = 0; h < kvHeads; h++) {
@@ -74,6 +96,6 @@ export class SequenceKv {
 
   /** Drops everything (the sequence finished or was cancelled). */
   clear(): void {
-    this.keys = []; this.values = []; this.capacity = 0; this.length = 0;
+    this.keys = []; this.values = []; this.capacity = 0; this.length = 0; this.deviceTokens = 0;
   }
 }

@@ -2,6 +2,9 @@ import type { HeadWeights, SlotWeights } from '../adapter/lora-weights.js';
 
 /** The weights of one adapter as the worker sees them (views on SharedArrayBuffers). */
 export interface AdapterPayload {
+  /** The adapter's id and version when known (AdapterWeights carry them): the decoder keeps a step's LoRA banks while they repeat. */
+  id?: string;
+  version?: string;
   slots: Array<SlotWeights | null>;
   heads: Array<HeadWeights | null>;
 }

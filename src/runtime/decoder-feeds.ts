@@ -21,8 +21,11 @@ export interface StepShape { batch: number; past: number; fresh: number }
  * numbers of new tokens share the run: the past is left-padded to the longest cache and the
  * new tokens to the longest chunk; padding has attention_mask 0, so no real token sees it, and
  * every real token keeps its own position id. Hence a row's logits do not depend on the others.
+ * `banks: false` leaves out the LoRA banks and adapter_index (the caller brings them, see LoraBankCache).
  */
-export function buildDecoderFeeds(manifest: ModelManifest, rows: readonly StepRow[], adapters: readonly AdapterPayload[]): { feeds: Record<string, RawFeed>; shape: StepShape } {
+export function buildDecoderFeeds(
+  manifest: ModelManifest, rows: readonly StepRow[], adapters: readonly AdapterPayload[], opts: { banks?: boolean } = {},
+): { feeds: Record<string, RawFeed>; shape: StepShape } {
   const g = manifest.generation!;
   const batch = rows.length;
   let past = 0;
@@ -55,7 +58,9 @@ export function buildDecoderFeeds(manifest: ModelManifest, rows: readonly StepRo
     feeds[g.pastKeys[l]!] = { type: 'float32', data: K, dims: [batch, g.kvHeads, past, g.headDim] };
     feeds[g.pastValues[l]!] = { type: 'float32', data: V, dims: [batch, g.kvHeads, past, g.headDim] };
   }
-  const { feeds: banks } = buildLoraBanks(manifest.loraSlots, manifest.inputs.adapterIndex, adapters, rows.map((r) => r.adapter));
-  Object.assign(feeds, banks);
+  if (opts.banks !== false) {
+    const { feeds: banks } = buildLoraBanks(manifest.loraSlots, manifest.inputs.adapterIndex, adapters, rows.map((r) => r.adapter));
+    Object.assign(feeds, banks);
+  }
   return { feeds, shape: { batch, past, fresh } };
 }

@@ -10,14 +10,8 @@ import type { RawFeed } from './feeds.js';
 export function buildLoraBanks(
   slots: readonly LoraSlot[], adapterIndexInput: string, adapters: readonly AdapterPayload[], rowAdapter: ArrayLike<number>,
 ): { feeds: Record<string, RawFeed>; k: number } {
-  const batch = rowAdapter.length;
-  let needZero = false;
-  for (let r = 0; r < batch; r++) if (rowAdapter[r]! < 0) needZero = true;
-  const k = adapters.length + (needZero ? 1 : 0);
-  const zeroIdx = adapters.length;
-  const index = new BigInt64Array(batch); // [batch]
-  for (let r = 0; r < batch; r++) index[r] = BigInt(rowAdapter[r]! < 0 ? zeroIdx : rowAdapter[r]!);
-  const feeds: Record<string, RawFeed> = { [adapterIndexInput]: { type: 'int64', data: index, dims: [batch] } };
+  const { index, k } = buildAdapterIndex(adapters.length, rowAdapter);
+  const feeds: Record<string, RawFeed> = { [adapterIndexInput]: index };
   let R = 1;
   for (const a of adapters) for (const s of a.slots) if (s && s.rank > R) R = s.rank;
   slots.forEach((slot, si) => {
@@ -35,4 +29,17 @@ export function buildLoraBanks(
     feeds[slot.inputB] = { type: 'float32', data: B, dims: [k, R, slot.dOut] };
   });
   return { feeds, k };
+}
+
+/**
+ * `adapter_index [batch]`: each row's entry in the bank; rows without an adapter (-1) point at
+ * the all-zero entry after the adapters', which the bank has only when some row needs it (`k`).
+ */
+export function buildAdapterIndex(adapterCount: number, rowAdapter: ArrayLike<number>): { index: RawFeed; k: number; needZero: boolean } {
+  const batch = rowAdapter.length;
+  let needZero = false;
+  for (let r = 0; r < batch; r++) if (rowAdapter[r]! < 0) needZero = true;
+  const index = new BigInt64Array(batch); // [batch]
+  for (let r = 0; r < batch; r++) index[r] = BigInt(rowAdapter[r]! < 0 ? adapterCount : rowAdapter[r]!);
+  return { index: { type: 'int64', data: index, dims: [batch] }, k: adapterCount + (needZero ? 1 : 0), needZero };
 }
