@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { CacheEvents } from './adapter/cache.js';
 import type { BatchReport } from './scheduler/batcher.js';
 import { createGenerationMetrics, type GenerationSources } from './generation/metrics.js';
+import { createDeviceMetrics } from './runtime/device-metrics.js';
 import type { ServiceHooks } from './services.js';
 
 /**
@@ -40,6 +41,8 @@ export interface HttpObservation {
 export interface MetricsOptions {
   /** Process metrics (CPU, memory, event loop, GC) from prom-client; default true. */
   defaultMetrics?: boolean;
+  /** The execution provider the engines run on (adapterhost_execution_provider_info); default 'cpu'. */
+  executionProvider?: string;
 }
 
 /** The app's metrics: one prom-client Registry, never the global one. */
@@ -69,6 +72,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   const registers = [registry];
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const device = createDeviceMetrics(registry, opts.executionProvider ?? 'cpu');
   let src: MetricsSources | null = null;
 
   const httpRequests = new Counter({
@@ -204,6 +208,10 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     hooks: {
       generation: {
         ...generation,
+        onStep(r) {
+          generation.onStep(r);
+          if (r.transfer) device.onDecoderStep(r.transfer);
+        },
         onFinished(r) {
           generation.onFinished(r);
           countAdapterRequest(r.adapterId);
@@ -224,6 +232,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
         inferenceDuration.observe(r.runSeconds);
         feedBuild.observe(r.feedSeconds);
         if (r.realTokens > 0) batchPadding.observe(r.paddedTokens / r.realTokens);
+        if (r.transfer) device.onEncoderRun(r.transfer);
       },
     },
     attach(sources) {

@@ -50,7 +50,7 @@ export function shutdownTimes(graceMs: number): { cutMs: number; dropMs: number 
 /** Starts the real app on `config.port` (0 picks a free one); no signal handlers. */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? pino({ level: config.logLevel });
-  const metrics = createMetrics();
+  const metrics = createMetrics({ executionProvider: config.executionProvider });
   const services = await createServices(config, log, metrics.hooks);
   metrics.attach(services);
   const state: ServerState = { ready: false, draining: false, worker: services.engine, generations: new Set() };

@@ -20,6 +20,7 @@ import { WorkerEngine } from '../src/runtime/engine.js';
 import { Batcher, type RowRequest } from '../src/scheduler/batcher.js';
 import { DEMO_LLM_ADAPTERS, DEMO_LLM_DIR, TINY_DIR, goldenDiff, readJson, type GoldenRun } from './helpers/decoder.js';
 import { DEMO_ADAPTERS, DEMO_ADAPTER_IDS, DEMO_MODEL_DIR, ROOT, loadGolden, maxAbsDiff } from './helpers/demo.js';
+import { MODEL_DIR, copyAdapters, postJson, startTestServer } from './helpers/http-harness.js';
 
 const probe = await probeWebGpu();
 const skip = probe.ok ? false : `no WebGPU adapter on this machine (${probe.reason}); install a Vulkan driver (docs/gpu.md)`;
@@ -208,6 +209,29 @@ describe('demo decoder on WebGPU against PyTorch', { skip }, () => {
       assert.ok(d < TOL, `differs from PyTorch by ${d}`);
     } finally {
       await gpu.close();
+    }
+  });
+});
+
+describe('the server with --execution-provider webgpu', { skip }, () => {
+  it('serves predict and completions, and its metrics name the provider and the bytes that crossed per run', async () => {
+    const dir = await copyAdapters('webgpu');
+    const t = await startTestServer({ modelDir: `${MODEL_DIR},${path.join(TINY_DIR, 'slotted')}`, adaptersDir: `${dir},${path.join(TINY_DIR, 'adapters')}`, executionProvider: 'webgpu' }, { dir });
+    try {
+      const p = await postJson(`${t.url}/v1/predict`, { adapter_id: 'lang', inputs: ['Das Leben ist schön.', 'Bonjour, comment allez-vous ?'] });
+      assert.equal(p.status, 200, JSON.stringify(p.body));
+      assert.equal(p.body.predictions[0][0].label, 'de');
+      const c = await postJson(`${t.url}/v1/completions`, { model: 'tiny-all', prompt: 'hello', max_tokens: 4, temperature: 0 });
+      assert.equal(c.status, 200, JSON.stringify(c.body));
+      assert.equal(c.body.usage.completion_tokens > 0, true);
+      const m = await (await fetch(`${t.url}/metrics`)).text();
+      assert.match(m, /adapterhost_execution_provider_info\{provider="webgpu"\} 1/);
+      const sum = (engine: string, dir: string) => Number(new RegExp(`adapterhost_device_transfer_bytes_sum\\{engine="${engine}",direction="${dir}"\\} (\\d+)`).exec(m)?.[1] ?? NaN);
+      for (const e of ['encoder', 'decoder']) for (const d of ['host_to_device', 'device_to_host']) assert.ok(sum(e, d) > 0, `${e} ${d}: ${sum(e, d)}`);
+      assert.match(m, /adapterhost_decoder_steps_kv_on_device_total [1-9]/, 'decode steps of one sequence keep the cache on the device');
+      assert.match(m, /adapterhost_decoder_steps_banks_reused_total [1-9]/);
+    } finally {
+      await t.stop();
     }
   });
 });

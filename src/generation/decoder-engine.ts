@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 import type { ModelManifest } from '../model/manifest.js';
 import type { AdapterPayload } from '../runtime/batch.js';
 import { spawnReadyWorker } from '../runtime/spawn-worker.js';
+import type { StepTransfer } from './decoder-runner.js';
 import type { DecoderWorkerInit, DecoderWorkerRequest, DecoderWorkerResponse, WorkerStepRow } from './decoder-worker.js';
 
 /** What one step returns to the scheduler. */
@@ -15,6 +16,8 @@ export interface DecoderStepResult {
   /** KV-cache bytes held by all sequences after the step (capacity, not just length). */
   kvBytes: number;
   kvTokens: number;
+  /** Estimated bytes moved between host and device, and what stayed there (docs/gpu.md). */
+  transfer?: StepTransfer;
 }
 
 /** What the generation scheduler needs from a decoder. */
@@ -69,7 +72,7 @@ export class DecoderWorkerEngine implements DecoderEngine {
       const p = this.pending.get(msg.id);
       if (!p) return;
       this.pending.delete(msg.id);
-      if (msg.ok) p.resolve({ logits: msg.logits, runMs: msg.runMs, feedMs: msg.feedMs, kvBytes: msg.kvBytes, kvTokens: msg.kvTokens });
+      if (msg.ok) p.resolve({ logits: msg.logits, runMs: msg.runMs, feedMs: msg.feedMs, kvBytes: msg.kvBytes, kvTokens: msg.kvTokens, transfer: msg.transfer });
       else p.reject(new AppError('INTERNAL', `decoder step failed: ${msg.message}`));
     });
     let gone = false;

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ModelManifest } from '../model/manifest.js';
 import type { AdapterPayload } from '../runtime/batch.js';
-import { DecoderRunner } from './decoder-runner.js';
+import { DecoderRunner, type StepTransfer } from './decoder-runner.js';
 import { SequenceKv } from './kv-cache.js';
 
 export interface DecoderWorkerInit { modelDir: string; manifest: ModelManifest; threads: number; executionProvider: string }
@@ -19,7 +19,7 @@ export type DecoderWorkerRequest =
   /** Test-only (DecoderWorkerEngine.crashForTest): this thread exits, as a crash would end it. */
   | { type: 'crash' };
 export type DecoderWorkerResponse =
-  | { id: number; ok: true; logits: Float32Array[]; runMs: number; feedMs: number; kvBytes: number; kvTokens: number }
+  | { id: number; ok: true; logits: Float32Array[]; runMs: number; feedMs: number; kvBytes: number; kvTokens: number; transfer: StepTransfer }
   | { id: number; ok: false; message: string };
 
 const init = workerData as DecoderWorkerInit;
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
         return { kv, tokens: r.tokens, adapter: r.adapter };
       });
       const out = await runner.step(rows, msg.adapters);
-      port.postMessage({ id: msg.id, ok: true, logits: out.logits, runMs: out.runMs, feedMs: out.feedMs, ...kvUse() } satisfies DecoderWorkerResponse,
+      port.postMessage({ id: msg.id, ok: true, logits: out.logits, runMs: out.runMs, feedMs: out.feedMs, transfer: out.transfer, ...kvUse() } satisfies DecoderWorkerResponse,
         out.logits.map((l) => l.buffer as ArrayBuffer));
     } catch (e) {
       port.postMessage({ id: msg.id, ok: false, message: (e as Error).message } satisfies DecoderWorkerResponse);

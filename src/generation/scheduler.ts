@@ -2,6 +2,7 @@ import { AppError } from '../errors.js';
 import type { GenerationSpec } from '../model/manifest.js';
 import type { AdapterPayload } from '../runtime/batch.js';
 import type { DecoderEngine } from './decoder-engine.js';
+import type { StepTransfer } from './decoder-runner.js';
 import { KV_BLOCK_TOKENS, SequenceKv } from './kv-cache.js';
 
 /** Why a sequence ended. 'shutdown': cut short by a graceful shutdown ({@link GenerationScheduler.cutShort}), its text so far kept. */
@@ -43,6 +44,8 @@ export interface StepReport {
   tokens: number;
   runMs: number;
   kvBytes: number;
+  /** Estimated bytes moved between host and device, and what stayed there (absent from engines that do not say). */
+  transfer?: StepTransfer;
 }
 
 export interface SchedulerOptions {
@@ -267,7 +270,7 @@ export class GenerationScheduler {
     const { adapters, index } = this.adaptersOf(rows.map((r) => r.s));
     const res = await this.o.engine.step(rows.map((r, i) => ({ seq: r.s.id, tokens: r.tokens, adapter: index[i]! })), adapters);
     this.kvBytesNow = res.kvBytes;
-    this.o.onStep?.({ kind: 'prefill', rows: rows.length, distinctAdapters: adapters.length, tokens: rows.reduce((a, r) => a + r.tokens.length, 0), runMs: res.runMs, kvBytes: res.kvBytes });
+    this.o.onStep?.({ kind: 'prefill', rows: rows.length, distinctAdapters: adapters.length, tokens: rows.reduce((a, r) => a + r.tokens.length, 0), runMs: res.runMs, kvBytes: res.kvBytes, ...(res.transfer ? { transfer: res.transfer } : {}) });
     rows.forEach((r, i) => {
       r.s.prefilled += r.tokens.length;
       if (r.s.prefilled === r.s.job.promptIds.length && !r.s.done) this.accept(r.s, res.logits[i]!);
@@ -282,7 +285,7 @@ export class GenerationScheduler {
     const { adapters, index } = this.adaptersOf(rows);
     const res = await this.o.engine.step(rows.map((s, i) => ({ seq: s.id, tokens: [s.next!], adapter: index[i]! })), adapters);
     this.kvBytesNow = res.kvBytes;
-    this.o.onStep?.({ kind: 'decode', rows: rows.length, distinctAdapters: adapters.length, tokens: rows.length, runMs: res.runMs, kvBytes: res.kvBytes });
+    this.o.onStep?.({ kind: 'decode', rows: rows.length, distinctAdapters: adapters.length, tokens: rows.length, runMs: res.runMs, kvBytes: res.kvBytes, ...(res.transfer ? { transfer: res.transfer } : {}) });
     rows.forEach((s, i) => { if (!s.done) this.accept(s, res.logits[i]!); });
     return rows.length;
   }

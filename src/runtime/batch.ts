@@ -35,4 +35,6 @@ export interface BatchOutput {
   runMs: number;
   /** Time spent building feeds, ms. */
   feedMs: number;
+  /** Estimated bytes moved between host and device by the run (zero on the CPU provider). */
+  transfer?: { hostToDevice: number; deviceToHost: number };
 }

@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { ModelManifest } from '../model/manifest.js';
 import type { BatchInput, BatchOutput } from './batch.js';
+import { keepsStateOnDevice } from './device-io.js';
 import { batchLabels, buildFeeds } from './feeds.js';
 
 export interface WorkerInit {
@@ -70,6 +71,13 @@ async function main(): Promise<void> {
       const out: BatchOutput = {
         logits: head, labels: batchLabels(batch), embeddings: emb, hidden: m.hiddenSize, runMs, feedMs: t1 - t0,
       };
+      if (keepsStateOnDevice(init.executionProvider)) {
+        // every feed is uploaded, the outputs downloaded (an estimate: ORT keeps a few shape inputs on the host)
+        out.transfer = {
+          hostToDevice: Object.values(raw).reduce((a, f) => a + f.data.byteLength, 0),
+          deviceToHost: (head?.byteLength ?? 0) + (emb?.byteLength ?? 0),
+        };
+      }
       const transfer = [head?.buffer, emb?.buffer].filter((x): x is ArrayBuffer => x instanceof ArrayBuffer);
       port.postMessage({ id, ok: true, out } satisfies WorkerResponse, transfer);
     } catch (e) {

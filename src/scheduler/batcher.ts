@@ -27,6 +27,8 @@ export interface BatchReport {
   feedSeconds: number;
   paddedTokens: number;
   realTokens: number;
+  /** Estimated bytes the run moved between host and device (WebGPU; absent on the CPU provider). */
+  transfer?: { hostToDevice: number; deviceToHost: number };
 }
 
 export interface BatcherOptions {
@@ -139,6 +141,7 @@ export class Batcher {
       this.opts.onBatch?.({
         rows: input.batch, distinctAdapters: adapters, queueWaits: picked.map((p) => (start - p.enqueued) / 1000),
         runSeconds: out.runMs / 1000, feedSeconds: out.feedMs / 1000, paddedTokens: input.batch * input.seqLen, realTokens: real,
+        ...(out.transfer ? { transfer: out.transfer } : {}),
       });
     } catch (e) {
       for (const p of picked) p.reject(e as Error);
