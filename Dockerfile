@@ -11,6 +11,8 @@ COPY tsconfig.json ./
 COPY src ./src
 COPY test ./test
 COPY bench ./bench
+COPY web ./web
+COPY scripts/build-console.mjs ./scripts/
 RUN npm run build
 
 FROM node:20-bookworm-slim AS runtime
@@ -24,6 +26,7 @@ ENV NODE_ENV=production \
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/console ./dist/console
 COPY models/demo ./models/demo
 COPY models/demo-llm ./models/demo-llm
 COPY --chown=node:node adapters ./adapters
