@@ -47,7 +47,8 @@ export function savingsSentence(s: Savings): string {
   if (s.count === 0) return 'No adapters yet: the base alone.';
   const noun = s.count === 1 ? 'adapter' : 'adapters';
   const copies = s.count === 1 ? 'one merged copy' : `${s.count.toLocaleString('en-US')} merged copies`;
-  const saved = s.fullCopiesBytes > 0 ? Math.round(100 * (1 - s.sharedBytes / s.fullCopiesBytes)) : 0;
+  const pct = s.fullCopiesBytes > 0 ? 100 * (1 - s.sharedBytes / s.fullCopiesBytes) : 0;
+  const saved = pct >= 99 ? pct.toFixed(1) : String(Math.round(pct));
   if (s.ratio <= 1) return `${s.count} ${noun}: ${formatBytes(s.sharedBytes)} for the base and its ${noun}, ${formatBytes(s.fullCopiesBytes)} for ${copies}: no saving with a single adapter.`;
   return `${s.count.toLocaleString('en-US')} ${noun}: ${formatBytes(s.sharedBytes)} instead of ${formatBytes(s.fullCopiesBytes)} for ${copies}, ${s.ratio >= 10 ? Math.round(s.ratio) : s.ratio.toFixed(1)}× less storage (${saved} % saved).`;
 }
