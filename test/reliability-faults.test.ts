@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { GATE_ENV, GATE_MARK, type GateSpec } from './helpers/kill-gate.js';
 import {
   assertLangServes, deleteAdapter, demoFiles, GERMAN, leftovers, predict, putAdapter, REPO_ADAPTERS, request, rng, sha256, sleep,
-  spawnServe, startRel, tempStore, TOKEN, variant, waitFor, ROOT, type AdapterFiles, type ChildServer, type DemoId, type RelServer,
+  snapshot, spawnServe, startRel, tempStore, TOKEN, variant, waitFor, ROOT, type AdapterFiles, type ChildServer, type DemoId, type RelServer,
 } from './helpers/reliability-kit.js';
 
 const labelsOf = (f: AdapterFiles): string[] => {
@@ -262,6 +262,46 @@ describe('disk full during an upload', () => {
     await assertLangServes(t.url);
   });
 });
+
+// ---------------------------------------------------------------------------------------
+
+/**
+ * The tmpfs test above needs root; this one runs everywhere: the write of the model into the
+ * upload's temp dir fails with ENOSPC (or EDQUOT) part-way, injected at the fs call by
+ * test/helpers/kill-gate.ts in a real server process, and the answer is 507.
+ */
+for (const code of ['ENOSPC', 'EDQUOT'] as const) {
+  for (const kind of ['new id', 'replace'] as const) {
+    test(`injected ${code} mid-write (${kind}) → 507 INSUFFICIENT_STORAGE over HTTP; nothing changed; the next upload goes through`, async () => {
+      const dir = await tempStore('rel-enospc');
+      const id = kind === 'new id' ? 'fresh' : 'spam';
+      const gatePreload = pathToFileURL(path.join(ROOT, 'dist', 'test', 'helpers', 'kill-gate.js')).href;
+      const gate: GateSpec = { point: 'write', id, file: 'adapter_model.safetensors', fail: code };
+      const c = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN], { nodeFlags: ['--import', gatePreload], env: { [GATE_ENV]: JSON.stringify(gate) } });
+      try {
+        const before = await snapshot(dir);
+        const f = variant('lang', { revision: `${code}-${kind}` });
+        const r = await putAdapter(c.url, id, f);
+        assert.equal(r.status, 507, r.text);
+        assert.equal(r.body.error.code, 'INSUFFICIENT_STORAGE');
+        assert.match(r.body.error.message, new RegExp(`storing adapter "${id}" failed: the adapter store is out of space \\(${code}\\); nothing was changed`));
+        assert.ok(c.stderr().includes(GATE_MARK), 'the failure was injected where intended');
+        assert.deepEqual(await snapshot(dir), before, 'the store is byte for byte as before (temp dir removed)');
+        if (kind === 'new id') assert.equal((await request(c.url, { path: `/v1/adapters/${id}` })).status, 404);
+        else assert.deepEqual(predictedLabels(await predict(c.url, 'spam', 'Win a free cruise now!')), ['ham', 'spam'], 'spam still serves its old version');
+        // The gate fires once: the same upload now succeeds.
+        const again = await putAdapter(c.url, id, f);
+        assert.equal(again.status, kind === 'new id' ? 201 : 200, again.text);
+        assert.equal((await onDisk(dir, id)).model, sha256(f.model));
+        await assertLangServes(c.url);
+      } finally {
+        c.proc.kill('SIGKILL');
+        await c.exit;
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 

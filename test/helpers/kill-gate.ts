@@ -11,7 +11,9 @@
  * - `{ "point": "remove-old", "id": "x" }`: removing the previous version after a replace (the
  *   new one is already live; the upload is not yet answered).
  *
- * When the step is reached it writes `ADAPTERHOST-GATE {json}` on stderr and never returns.
+ * When the step is reached it writes `ADAPTERHOST-GATE {json}` on stderr and never returns;
+ * with `"fail": "ENOSPC"` (any errno code) a `write` step instead fails as a full disk would:
+ * half of the bytes written, then an error with that code.
  * Only the first matching step after the first upload began (a `.tmp-` mkdir) is held, so the
  * start-up repair of what an earlier kill left behind runs untouched. The store reaches the
  * disk through the `node:fs/promises` object, whose functions are wrapped here; nothing else
@@ -25,6 +27,8 @@ export interface GateSpec {
   point: 'write' | 'rename-in' | 'remove-old';
   id: string;
   file?: string;
+  /** An errno code (`ENOSPC`, `EDQUOT`, `EIO`): the write fails with it instead of hanging. */
+  fail?: string;
 }
 
 export const GATE_ENV = 'ADAPTERHOST_TEST_GATE';
@@ -75,6 +79,11 @@ function install(spec: GateSpec): void {
       fh.writeFile = (async (data: Buffer) => {
         await fh.write(data, 0, Math.floor(data.length / 2));
         await fh.sync();
+        if (spec.fail) {
+          fired = true;
+          writeSync(2, `${GATE_MARK}${JSON.stringify({ ...spec, what: 'fail', path: p })}\n`);
+          throw Object.assign(new Error(`${spec.fail}: injected by kill-gate, write '${p}'`), { code: spec.fail, syscall: 'write', path: p });
+        }
         return hold('write', p);
       }) as fs.FileHandle['writeFile'];
     }
