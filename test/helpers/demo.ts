@@ -2,8 +2,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Repository root (tests run from dist/test/...). */
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/**
+ * Repository root: tests usually run compiled from dist/test/..., and from test/... through tsx
+ * (mutation testing, `npm run mutation`).
+ */
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(HERE, path.basename(path.resolve(HERE, '../..')) === 'dist' ? '../../..' : '../..');
 export const DEMO_MODEL_DIR = path.join(ROOT, 'models/demo');
 export const DEMO_EXPORT = path.join(ROOT, 'models/demo-export');
 export const DEMO_ADAPTERS = path.join(ROOT, 'adapters');

@@ -1,0 +1,50 @@
+// Mutation testing (StrykerJS): `npm run mutation` runs every module below; one or a few with
+// `MUTATION_MODULES=sampler,safetensors npm run mutation`. Not part of `npm test` or CI: it
+// reruns test files once per mutant. Scores and the survivors judged equivalent: docs/testing.md.
+//
+// The tap runner runs each test file as its own node process through tsx (no tsc per mutant),
+// with coverage per test file, so a mutant reruns only the files that reach it. Code that only
+// runs inside worker threads (the ORT session in src/runtime/worker.ts) is not seen by the
+// coverage hook there; the modules here are tested from the main thread.
+
+/** Module → the file(s) mutated and the test files that exercise them. */
+const MODULES = {
+  sampler: { mutate: ['src/generation/sampler.ts'], tests: ['test/sampler.test.ts'] },
+  'lora-weights': { mutate: ['src/adapter/lora-weights.ts'], tests: ['test/lora-weights.test.ts'] },
+  'peft-config': { mutate: ['src/adapter/peft-config.ts'], tests: ['test/peft-config.test.ts', 'test/peft-config.property.test.ts'] },
+  safetensors: { mutate: ['src/adapter/safetensors.ts'], tests: ['test/safetensors.test.ts', 'test/safetensors.property.test.ts'] },
+  cache: { mutate: ['src/adapter/cache.ts'], tests: ['test/cache.test.ts'] },
+  store: { mutate: ['src/adapter/store.ts', 'src/adapter/adapter-id.ts'], tests: ['test/store.test.ts'] },
+  feeds: { mutate: ['src/runtime/feeds.ts', 'src/runtime/lora-banks.ts'], tests: ['test/feeds.test.ts'] },
+  batcher: { mutate: ['src/scheduler/batcher.ts'], tests: ['test/batcher.test.ts'] },
+  'generation-scheduler': { mutate: ['src/generation/scheduler.ts'], tests: ['test/generation-scheduler.test.ts'] },
+};
+
+const picked = (process.env.MUTATION_MODULES ?? Object.keys(MODULES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+for (const m of picked) if (!(m in MODULES)) throw new Error(`MUTATION_MODULES: unknown module "${m}"; known: ${Object.keys(MODULES).join(', ')}`);
+const name = picked.length === Object.keys(MODULES).length ? 'all' : picked.join('+');
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  testRunner: 'tap',
+  checkers: ['typescript'],
+  tsconfigFile: 'tsconfig.mutation.json',
+  typescriptChecker: { prioritizePerformanceOverAccuracy: true },
+  coverageAnalysis: 'perTest',
+  mutate: picked.flatMap((m) => MODULES[m].mutate),
+  tap: {
+    testFiles: [...new Set(picked.flatMap((m) => MODULES[m].tests))],
+    nodeArgs: ['--test-reporter=tap', '--import', 'tsx', '-r', '{{hookFile}}', '{{testFile}}'],
+    forceBail: true,
+  },
+  // Two cores shared with other work: one test process at a time unless told otherwise.
+  concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 1),
+  timeoutMS: 20_000,
+  timeoutFactor: 2,
+  reporters: ['clear-text', 'progress', 'json'],
+  jsonReporter: { fileName: `reports/mutation/${name}.json` },
+  clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
+  ignorePatterns: ['dist', 'build', 'factory', 'models/*-export', 'adapters-llm', 'reports', '.bench', '.gpu-check', 'docs', 'web', 'console'],
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: true,
+};
