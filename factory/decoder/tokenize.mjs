@@ -1,7 +1,7 @@
 // Tokenize the decoder corpus with the tokenizer the server uses (@huggingface/tokenizers reading
 // tokenizer.json), so training ids are serving ids.
 // usage: node factory/decoder/tokenize.mjs <tokenizer.json> <descriptions.jsonl> <build dir>
-//   → <build>/pretrain.ids.json  {train: [[ids]], validation: [[ids]]}  (plain text documents; bilingual where a translation exists)
+//   → <build>/pretrain.ids.json  {train: [[ids]], validation: [[ids]]}  (plain text documents)
 //   → <build>/task-<id>.json     [{split, pkg, input, target, prompt_ids, answer_ids}]  (chat format)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Tokenizer } from '@huggingface/tokenizers';
@@ -14,11 +14,8 @@ const enc = (t) => tok.encode(t, { add_special_tokens: false }).ids;
 const docs = { train: [], validation: [] };
 for (const r of rows) {
   if (!(r.split in docs)) continue;
-  const en = `${r.en_short}\n${r.en_long}`;
-  // A package with an Italian translation is one bilingual document (English, then Italian), the
-  // way parallel text appears in real pretraining corpora: the base sees both languages side by
-  // side and learns to carry names across. Train/validation packages only; test packages never.
-  docs[r.split].push(enc(r.it_short ? `${en}\n\n${r.it_short}\n${r.it_long}` : en));
+  docs[r.split].push(enc(`${r.en_short}\n${r.en_long}`));
+  if (r.it_short) docs[r.split].push(enc(`${r.it_short}\n${r.it_long}`));
 }
 writeFileSync(`${out}/pretrain.ids.json`, JSON.stringify(docs));
 console.log('train docs', docs.train.length, 'validation docs', docs.validation.length,
