@@ -26,6 +26,8 @@ describe('bankKey', () => {
     assert.notEqual(bankKey([a], false), bankKey([a], true));
     assert.notEqual(bankKey([a], false), bankKey([{ ...a, version: '2' }], false));
     assert.equal(bankKey([a, { slots: [], heads: [] }], false), null, 'an adapter without an id is never cached');
+    const slot = (x: number) => ({ rank: 1, a: Float32Array.of(1, x), b: Float32Array.of(2, 3) });
+    assert.notEqual(bankKey([{ ...a, slots: [slot(1)] }], false), bankKey([{ ...a, slots: [slot(5)] }], false), 'other weights under the same version');
   });
 });
 

@@ -4,12 +4,17 @@ import type { AdapterPayload } from './batch.js';
 import type { DeviceCopier } from './device-io.js';
 import { buildAdapterIndex, buildLoraBanks } from './lora-banks.js';
 
-/** The identity of a step's bank: its adapters in order (id@version) and whether it has the zero entry. Null when an adapter has no id. */
+/**
+ * The identity of a run's bank: its adapters in order (id@version, plus each slot's rank and end
+ * values, so that weights replaced by hand under an unchanged version are not served stale) and
+ * whether it has the zero entry. Null when an adapter has no id.
+ */
 export function bankKey(adapters: readonly AdapterPayload[], needZero: boolean): string | null {
   const parts: string[] = [];
   for (const a of adapters) {
     if (a.id === undefined || a.version === undefined) return null;
-    parts.push(`${a.id}@${a.version}`);
+    const probe = a.slots.map((s) => (s ? `${s.rank}:${s.a[0]}:${s.a[s.a.length - 1]}:${s.b[0]}:${s.b[s.b.length - 1]}` : '-')).join(',');
+    parts.push(`${a.id}@${a.version}#${probe}`);
   }
   return `${parts.join('\u0000')}|${needZero ? 'zero' : ''}`;
 }
@@ -24,7 +29,7 @@ export interface BankFeeds {
 }
 
 /**
- * The LoRA banks of consecutive decoder steps: while a step's adapters (ids, versions, order,
+ * The LoRA banks of consecutive runs (decoder steps, encoder batches): while a run's adapters (ids, versions, order,
  * and whether a row runs the base alone) are those of the step before, the banks are neither
  * rebuilt nor, on WebGPU, copied to the device again — only `adapter_index` is new. With a
  * {@link DeviceCopier} the banks are kept as device tensors; without one, as host tensors.
@@ -41,7 +46,7 @@ export class LoraBankCache {
     private readonly copier: DeviceCopier | null,
   ) {}
 
-  async feeds(adapters: readonly AdapterPayload[], rowAdapter: readonly number[]): Promise<BankFeeds> {
+  async feeds(adapters: readonly AdapterPayload[], rowAdapter: ArrayLike<number>): Promise<BankFeeds> {
     const { index, needZero } = buildAdapterIndex(adapters.length, rowAdapter);
     const key = bankKey(adapters, needZero);
     const indexTensor = new ort.Tensor('int64', index.data as BigInt64Array, index.dims);

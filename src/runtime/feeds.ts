@@ -1,6 +1,6 @@
 import type { ModelManifest } from '../model/manifest.js';
 import type { BatchInput } from './batch.js';
-import { buildLoraBanks } from './lora-banks.js';
+import { buildAdapterIndex, buildLoraBanks } from './lora-banks.js';
 
 /** A feed before it becomes an ort.Tensor (kept ORT-free so it can be unit-tested). */
 export interface RawFeed { type: 'int64' | 'float32'; data: BigInt64Array | Float32Array; dims: number[] }
@@ -8,8 +8,9 @@ export interface RawFeed { type: 'int64' | 'float32'; data: BigInt64Array | Floa
 /**
  * Builds the graph inputs for one batch: token tensors, the LoRA banks ({@link buildLoraBanks})
  * and, for every head slot, a bank of the batch's heads padded to its largest label count.
+ * `banks: false` leaves out the LoRA banks and adapter_index (the caller brings them, see LoraBankCache).
  */
-export function buildFeeds(manifest: ModelManifest, b: BatchInput): Record<string, RawFeed> {
+export function buildFeeds(manifest: ModelManifest, b: BatchInput, opts: { banks?: boolean } = {}): Record<string, RawFeed> {
   const { batch, seqLen } = b;
   const ids = new BigInt64Array(batch * seqLen); // [batch, seq]
   const mask = new BigInt64Array(batch * seqLen); // [batch, seq]
@@ -26,8 +27,12 @@ export function buildFeeds(manifest: ModelManifest, b: BatchInput): Record<strin
   };
   if (manifest.inputs.tokenTypeIds) feeds[manifest.inputs.tokenTypeIds] = { type: 'int64', data: new BigInt64Array(batch * seqLen), dims: [batch, seqLen] };
 
-  const { feeds: banks, k } = buildLoraBanks(manifest.loraSlots, manifest.inputs.adapterIndex, b.adapters, b.rowAdapter);
-  Object.assign(feeds, banks);
+  let k = buildAdapterIndex(b.adapters.length, b.rowAdapter).k;
+  if (opts.banks !== false) {
+    const built = buildLoraBanks(manifest.loraSlots, manifest.inputs.adapterIndex, b.adapters, b.rowAdapter);
+    Object.assign(feeds, built.feeds);
+    k = built.k;
+  }
   let L = 1;
   for (const a of b.adapters) for (const h of a.heads) if (h && h.labels > L) L = h.labels;
   manifest.heads.forEach((head, hi) => {

@@ -6,7 +6,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { ModelManifest } from '../model/manifest.js';
 import type { BatchInput, BatchOutput } from './batch.js';
-import { keepsStateOnDevice } from './device-io.js';
+import { LoraBankCache } from './bank-cache.js';
+import { DeviceCopier, keepsStateOnDevice } from './device-io.js';
 import { batchLabels, buildFeeds } from './feeds.js';
 
 export interface WorkerInit {
@@ -45,6 +46,9 @@ async function main(): Promise<void> {
     graphOptimizationLevel: 'all',
   });
   const m = init.manifest;
+  const onDevice = keepsStateOnDevice(init.executionProvider);
+  // LoRA banks are kept while consecutive batches use the same adapters (on WebGPU, on the device).
+  const banks = new LoraBankCache(m.loraSlots, m.inputs.adapterIndex, onDevice ? await DeviceCopier.create() : null);
   const outNames = [...m.heads.map((h) => h.output), ...(m.embeddingOutput ? [m.embeddingOutput] : [])];
   let crashNext: CrashHow | null = null;
   port.on('message', async (msg: WorkerRequest) => {
@@ -60,9 +64,11 @@ async function main(): Promise<void> {
     const { id, batch } = msg;
     try {
       const t0 = performance.now();
-      const raw = buildFeeds(m, batch);
+      const raw = buildFeeds(m, batch, { banks: false });
       const feeds: Record<string, ort.Tensor> = {};
       for (const [name, f] of Object.entries(raw)) feeds[name] = new ort.Tensor(f.type, f.data, f.dims);
+      const bank = await banks.feeds(batch.adapters, batch.rowAdapter);
+      Object.assign(feeds, bank.feeds);
       const t1 = performance.now();
       const res = await session.run(feeds, outNames);
       const runMs = performance.now() - t1;
@@ -71,10 +77,10 @@ async function main(): Promise<void> {
       const out: BatchOutput = {
         logits: head, labels: batchLabels(batch), embeddings: emb, hidden: m.hiddenSize, runMs, feedMs: t1 - t0,
       };
-      if (keepsStateOnDevice(init.executionProvider)) {
-        // every feed is uploaded, the outputs downloaded (an estimate: ORT keeps a few shape inputs on the host)
+      if (onDevice) {
+        // host feeds go up, the outputs come down (an estimate: ORT keeps a few shape inputs on the host)
         out.transfer = {
-          hostToDevice: Object.values(raw).reduce((a, f) => a + f.data.byteLength, 0),
+          hostToDevice: Object.values(raw).reduce((a, f) => a + f.data.byteLength, 0) + bank.uploadedBytes + 8 * batch.batch,
           deviceToHost: (head?.byteLength ?? 0) + (emb?.byteLength ?? 0),
         };
       }

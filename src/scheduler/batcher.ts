@@ -169,7 +169,7 @@ export class Batcher {
       if (j === undefined) {
         j = adapters.length;
         index.set(a, j);
-        adapters.push({ slots: a.slots, heads: a.heads });
+        adapters.push({ id: a.id, version: a.version, slots: a.slots, heads: a.heads });
       }
       rowAdapter[r] = j;
     });
