@@ -5,8 +5,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
+import { ENGINE_GATE_ENV, ENGINE_GATE_MARK } from './helpers/engine-gate.js';
 import { copyAdapters, deferred, getJson, MODEL_DIR, metricValue, postJson, ROOT, scrape, startTestServer } from './helpers/http-harness.js';
 
 test('readyz: 503 NOT_READY until warm-up passes, then 200; healthz 200 throughout', async () => {
@@ -29,14 +32,21 @@ test('readyz: 503 NOT_READY until warm-up passes, then 200; healthz 200 througho
 });
 
 test('drain: in-flight requests finish; readyz and new work get 503 SHUTTING_DOWN', async () => {
-  const t = await startTestServer({ maxWaitMs: 400, maxBatch: 64 });
+  const t = await startTestServer({ maxWaitMs: 0, maxBatch: 64 });
+  // A gated engine: the first batch is held in the engine until the gate opens, so the others
+  // wait in the batcher behind it, however slow the machine (no timing involved).
+  const engine = t.s.services.engine;
+  const run = engine.run.bind(engine);
+  const gate = deferred();
+  let held = 0;
+  engine.run = async (batch) => { held++; await gate.promise; return run(batch); };
   // A second listener on the same app: still reachable after the main one stops accepting.
   const side = http.createServer(t.s.app);
   await new Promise<void>((r) => side.listen(0, '127.0.0.1', () => r()));
   const sideUrl = `http://127.0.0.1:${(side.address() as AddressInfo).port}`;
   try {
     const inflight = Array.from({ length: 5 }, (_, i) => postJson(`${t.url}/v1/predict`, { adapter_id: 'spam', inputs: `message number ${i}` }));
-    await waitFor(() => t.s.services.batcher.queuedRows >= 5);
+    await waitFor(() => held === 1 && t.s.services.batcher.queuedRows >= 4);
     const closing = t.s.close();
     assert.equal(t.s.state.draining, true);
     const readyz = await getJson(`${sideUrl}/readyz`);
@@ -46,9 +56,16 @@ test('drain: in-flight requests finish; readyz and new work get 503 SHUTTING_DOW
     const late = await postJson(`${sideUrl}/v1/predict`, { adapter_id: 'spam', inputs: 'too late' });
     assert.equal(late.status, 503);
     assert.equal(late.body.error.code, 'SHUTTING_DOWN');
+    let closed = false;
+    void closing.then(() => { closed = true; });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(closed, false, 'close waits for the work in flight');
+    gate.resolve();
     for (const r of await Promise.all(inflight)) assert.equal(r.status, 200);
+    assert.ok(held >= 2, 'the queued rows ran after the held batch');
     await closing;
   } finally {
+    gate.resolve();
     side.close();
     await t.stop();
   }
@@ -63,12 +80,18 @@ async function waitFor(cond: () => Promise<boolean> | boolean, ms = 10_000): Pro
   }
 }
 
-interface Child { proc: ChildProcess; url: string; exit: Promise<number | null>; dir: string }
+interface Child { proc: ChildProcess; url: string; exit: Promise<number | null>; dir: string; stderr(): string }
 
-async function spawnServer(args: string[]): Promise<Child> {
+/**
+ * The real CLI with the engine gate preloaded (test/helpers/engine-gate.ts): after the warm-up,
+ * every inference run waits until `gateFile` exists, so work stays in flight as long as a test
+ * needs, on any machine.
+ */
+async function spawnServer(args: string[], gateFile: string): Promise<Child> {
   const dir = await copyAdapters();
-  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/src/cli.js'), 'serve', '--port', '0', '--model-dir', MODEL_DIR, '--adapters-dir', dir, '--threads', '1', '--log-level', 'info', ...args], {
-    cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'],
+  const preload = pathToFileURL(path.join(ROOT, 'dist', 'test', 'helpers', 'engine-gate.js')).href;
+  const proc = spawn(process.execPath, ['--import', preload, path.join(ROOT, 'dist/src/cli.js'), 'serve', '--port', '0', '--model-dir', MODEL_DIR, '--adapters-dir', dir, '--threads', '1', '--log-level', 'info', ...args], {
+    cwd: ROOT, env: { PATH: process.env.PATH ?? '', [ENGINE_GATE_ENV]: gateFile }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   let stderr = '';
@@ -85,19 +108,34 @@ async function spawnServer(args: string[]): Promise<Child> {
     });
     void exit.then((code) => { if (!ready) reject(new Error(`server exited (${code}) before it was ready: ${stderr}`)); });
   });
-  return { proc, url, exit, dir };
+  return { proc, url, exit, dir, stderr: () => stderr };
 }
 
+/** Rows of the batch the gate holds, once one is held. */
+const heldRows = (c: Child): number | null => {
+  const m = new RegExp(`${ENGINE_GATE_MARK}rows=(\\d+)`).exec(c.stderr());
+  return m ? Number(m[1]) : null;
+};
+
 test('SIGTERM with 20 requests in flight: all answered, readyz unavailable, exit code 0', async () => {
-  const c = await spawnServer(['--max-wait-ms', '1500', '--max-batch', '64']);
+  const gateFile = path.join(os.tmpdir(), `adapterhost-engine-gate-${process.pid}-a`);
+  const c = await spawnServer(['--max-wait-ms', '0', '--max-batch', '64'], gateFile);
   try {
     const inflight = Array.from({ length: 20 }, (_, i) => postJson(`${c.url}/v1/predict`, { adapter_id: i % 2 ? 'spam' : 'lang', inputs: `request ${i}` }));
-    // Wait until the server holds all 20 (the batcher waits up to 1.5 s for company).
-    await waitFor(async () => metricValue(await scrape(c.url), 'adapterhost_queue_depth') >= 20);
+    // The server holds all 20: one batch in the (held) engine, the rest queued behind it.
+    await waitFor(async () => {
+      const n = heldRows(c);
+      return n !== null && metricValue(await scrape(c.url), 'adapterhost_queue_depth') >= 20 - n;
+    });
     c.proc.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(async () => (await fetch(`${c.url}/readyz`).then((r) => r.status, () => 'refused')) !== 200);
     const readyz = await fetch(`${c.url}/readyz`).then((r) => r.status, () => 'refused');
     assert.ok(readyz === 503 || readyz === 'refused', `readyz after SIGTERM: ${readyz}`);
+    let exited = false;
+    void c.exit.then(() => { exited = true; });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(exited, false, 'the process waits for the held work');
+    await writeFile(gateFile, '');
     const results = await Promise.all(inflight);
     assert.deepEqual(results.map((r) => r.status), Array(20).fill(200));
     for (const r of results) assert.equal(r.body.predictions.length, 1);
@@ -105,14 +143,16 @@ test('SIGTERM with 20 requests in flight: all answered, readyz unavailable, exit
   } finally {
     c.proc.kill('SIGKILL');
     await rm(c.dir, { recursive: true, force: true });
+    await rm(gateFile, { force: true });
   }
 });
 
 test('SIGTERM: work that outlasts --shutdown-grace-ms ends the process with code 1', async () => {
-  const c = await spawnServer(['--max-wait-ms', '5000', '--max-batch', '64', '--shutdown-grace-ms', '200']);
+  const gateFile = path.join(os.tmpdir(), `adapterhost-engine-gate-${process.pid}-b`); // never created: the run is held for good
+  const c = await spawnServer(['--max-wait-ms', '0', '--max-batch', '64', '--shutdown-grace-ms', '200'], gateFile);
   try {
     const stuck = postJson(`${c.url}/v1/predict`, { adapter_id: 'spam', inputs: 'slow' }).catch(() => null);
-    await waitFor(async () => metricValue(await scrape(c.url), 'adapterhost_queue_depth') >= 1);
+    await waitFor(() => heldRows(c) === 1);
     c.proc.kill('SIGTERM');
     assert.equal(await c.exit, 1);
     await stuck;
