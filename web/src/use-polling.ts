@@ -17,16 +17,29 @@ export interface LiveMetrics {
   readiness: string | null | undefined;
 }
 
-/** Scrapes `GET /metrics` (and `GET /readyz`) every `everyMs` and turns successive scrapes into live points. */
+/** /readyz is asked every this many scrapes (it needs no 2-second resolution). */
+const READYZ_EVERY = 5;
+
+/**
+ * Scrapes `GET /metrics` every `everyMs` (and `GET /readyz` every few scrapes) and turns
+ * successive scrapes into live points. A hidden tab skips its scrapes.
+ */
 export function useLiveMetrics(everyMs = METRICS_EVERY_MS): LiveMetrics {
   const [state, setState] = useState<LiveMetrics>({ points: [], served: new Map(), error: null, readiness: undefined });
   const prev = useRef<Scrape | null>(null);
   useEffect(() => {
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let n = 0;
+    let ready: string | null | undefined;
     const tick = async () => {
-      let ready: string | null | undefined;
-      try { ready = await readiness(); } catch (e) { ready = `the server does not answer (${String(e)})`; }
+      if (document.hidden) {
+        timer = setTimeout(tick, everyMs);
+        return;
+      }
+      if (n++ % READYZ_EVERY === 0) {
+        try { ready = await readiness(); } catch (e) { ready = `the server does not answer (${String(e)})`; }
+      }
       try {
         const cur: Scrape = { t: Date.now(), samples: parseMetrics(await metricsText()) };
         const before = prev.current;
