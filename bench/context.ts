@@ -32,6 +32,8 @@ export interface BenchSettings {
   mergedAdapters: number;
   /** Seconds of each open-loop run in the same-adapter figure. */
   openLoopSeconds: number;
+  /** Intra-op threads of the generation figures' engines, ours and the peers alike (default: the CPU count). */
+  threads?: number;
 }
 
 export type Log = (msg: string) => void;

@@ -52,6 +52,8 @@ export interface RunInfo {
   node: string;
   onnxruntime: string;
   threads: number;
+  /** Intra-op threads of the generation figures' engines (ours and llama.cpp), when they ran. */
+  generationThreads?: number;
   loadAverage: { start: number[]; end: number[] };
   models: Record<string, string>;
   command: string;

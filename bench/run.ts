@@ -9,7 +9,7 @@
  * Prints one table, writes .bench/results.json and .bench/results.md, and with --write-docs
  * rewrites docs/benchmarks.md.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -20,6 +20,10 @@ import { BenchContext, type BenchSettings, type Figure } from './context.js';
 import { adapterOverhead, mixedBatch } from './figures/batch.js';
 import { cachePressure, residentMany } from './figures/cache.js';
 import { healthzStall, httpOverhead, soak } from './figures/http.js';
+import { genBatching, genAdapterOverhead, genMixed, genTtft } from './figures/generation.js';
+import { genSse } from './figures/gen-http.js';
+import { generationSection, sectionOf, spliceSection } from './gen/docs.js';
+import { genLlamaCpp } from './figures/llamacpp.js';
 import { coldLoad } from './figures/load.js';
 import { memoryPerAdapter } from './figures/memory.js';
 import { naiveMerged, sameAdapter } from './figures/naive.js';
@@ -41,10 +45,19 @@ const FIGURES: Record<string, Figure> = {
   'naive-merged': naiveMerged,
   'same-adapter': sameAdapter,
   soak,
+  'gen-mixed': genMixed,
+  'gen-adapter-overhead': genAdapterOverhead,
+  'gen-batching': genBatching,
+  'gen-ttft': genTtft,
+  'gen-sse': genSse,
+  'gen-llamacpp': genLlamaCpp,
 };
 
+/** The generation figures (synthetic decoder, bench/gen/); the others use the synthetic BERT. */
+const GENERATION = new Set(Object.keys(FIGURES).filter((f) => f.startsWith('gen-')));
+
 const USAGE = `usage: npm run bench -- [--quick | --full] [--only <figure>[,<figure>…]] [--write-docs]
-                          [--soak-seconds N] [--reps N] [--seed N]
+                          [--soak-seconds N] [--reps N] [--seed N] [--threads N]
 figures: ${Object.keys(FIGURES).join(', ')}`;
 
 function settings(argv: string[]): { s: BenchSettings; only: string[]; writeDocs: boolean } {
@@ -52,7 +65,7 @@ function settings(argv: string[]): { s: BenchSettings; only: string[]; writeDocs
     args: argv,
     options: {
       quick: { type: 'boolean' }, full: { type: 'boolean' }, only: { type: 'string' }, 'write-docs': { type: 'boolean' },
-      'soak-seconds': { type: 'string' }, reps: { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'soak-seconds': { type: 'string' }, reps: { type: 'string' }, seed: { type: 'string' }, threads: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
@@ -83,6 +96,7 @@ function settings(argv: string[]): { s: BenchSettings; only: string[]; writeDocs
     zipfAdapters: 200,
     mergedAdapters: full ? 30 : 20,
     openLoopSeconds: full ? 15 : 8,
+    threads: Math.round(num(values.threads, 1, 'threads')),
   };
   return { s, only, writeDocs: values['write-docs'] === true };
 }
@@ -118,7 +132,9 @@ async function main(): Promise<void> {
     await ctx.close();
   }
   const shape = SHAPES[s.size];
-  const model = await ctx.model();
+  const encoderRan = ids.some((id) => !GENERATION.has(id));
+  const model = encoderRan ? await ctx.model() : null;
+  const genModel = ids.some((id) => GENERATION.has(id)) ? await (await import('./gen/shared.js')).gen(ctx) : null;
   const info: RunInfo = {
     date: new Date().toISOString(),
     mode: s.mode,
@@ -128,14 +144,16 @@ async function main(): Promise<void> {
     node: process.version,
     onnxruntime: ortVersion(),
     threads: os.availableParallelism(),
+    generationThreads: s.threads ?? 1,
     loadAverage: { start: load0, end: os.loadavg() },
     models: {
-      [ctx.modelName]: `${shape.layers} layers, hidden ${shape.hidden}, ${shape.heads} heads, FFN ${shape.intermediate}, vocab ${shape.vocab}; seeded random weights written by bench/synthetic-bert.ts, slotted by prepareModel (targets query,value; head classifier; max rank 16); random PEFT adapters r=8, alpha 16 on query/value with a 2-label head, F32 (${(model.manifest.baseBytes / 2 ** 20).toFixed(0)} MiB slotted model)`,
+      ...(genModel ? { [genModel.name]: `${genModel.dec.shape.layers} layers, hidden ${genModel.dec.shape.hidden}, ${genModel.dec.shape.heads} heads (${genModel.dec.shape.kvHeads} KV), MLP ${genModel.dec.shape.inter}, vocab ${genModel.dec.shape.vocab}, tied embeddings; seeded random weights by factory/bench-decoder/make.py (PyTorch, optimum with-past export), slotted by prepareModel --task text-generation (all 7 projections, max rank 16); 20 random PEFT adapters r=8 alpha 16 on q_proj,v_proj and 2 r=16 alpha 32 on all seven; F32 (${(genModel.dec.manifest.baseBytes / 2 ** 20).toFixed(0)} MiB slotted); the same weights as GGUF F32 for llama.cpp` } : {}),
+      ...(model ? { [ctx.modelName]: `${shape.layers} layers, hidden ${shape.hidden}, ${shape.heads} heads, FFN ${shape.intermediate}, vocab ${shape.vocab}; seeded random weights written by bench/synthetic-bert.ts, slotted by prepareModel (targets query,value; head classifier; max rank 16); random PEFT adapters r=8, alpha 16 on query/value with a 2-label head, F32 (${(model.manifest.baseBytes / 2 ** 20).toFixed(0)} MiB slotted model)` } : {}),
       demo: 'the committed models/demo (slotted) with adapters/ (spam, lang, topic, es-topic)',
     },
     command: `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
     totalSeconds: (performance.now() - t0) / 1000,
-    setupSeconds: model.madeSeconds,
+    setupSeconds: (model?.madeSeconds ?? 0) + (genModel?.dec.madeSeconds ?? 0),
   };
   const rows = figures.flatMap((f) => f.rows);
   console.log('');
@@ -143,10 +161,21 @@ async function main(): Promise<void> {
   const { json, md } = await writeResults(s.root, info, figures);
   console.log(`\nwrote ${path.relative(ROOT, json)} and ${path.relative(ROOT, md)} (${info.totalSeconds.toFixed(0)} s in all)`);
   if (writeDocs) {
-    const method = readFileSync(path.join(ROOT, 'bench', 'METHOD.md'), 'utf8').trim();
     const docs = path.join(ROOT, 'docs', 'benchmarks.md');
-    await writeFile(docs, `${docsMarkdown(info, figures, method)}\n`);
-    console.log(`wrote ${path.relative(ROOT, docs)}`);
+    const page = existsSync(docs) ? readFileSync(docs, 'utf8') : '';
+    const encoderFigures = figures.filter((f) => !GENERATION.has(f.id));
+    const genFigures = figures.filter((f) => GENERATION.has(f.id));
+    const section = genFigures.length
+      ? generationSection(info, genFigures, readFileSync(path.join(ROOT, 'bench', 'gen', 'METHOD.md'), 'utf8').trim())
+      : sectionOf(page);
+    let out = page;
+    if (encoderFigures.length) {
+      const method = readFileSync(path.join(ROOT, 'bench', 'METHOD.md'), 'utf8').trim();
+      out = `${docsMarkdown(info, encoderFigures, method)}\n`;
+    }
+    if (section) out = spliceSection(out, section);
+    await writeFile(docs, out);
+    console.log(`wrote ${path.relative(ROOT, docs)}${encoderFigures.length ? '' : ' (its generation section only)'}`);
   }
 }
 

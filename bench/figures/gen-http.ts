@@ -1,0 +1,105 @@
+/**
+ * Streamed HTTP (SSE) time per token − engine time per token, on the committed demo decoder as
+ * shipped: the real server (startServer) in this process; one side POSTs /v1/completions with
+ * stream: true and reads the event stream to its end, the other calls the same server's
+ * GenerationService directly (scheduler, worker engine, detokenizer; no HTTP). Same prompt, greedy,
+ * so both generate the same tokens; sequential requests, sides alternated.
+ */
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/config.js';
+import { GREEDY } from '../../src/generation/sampler.js';
+import { startServer } from '../../src/serve.js';
+import type { Figure } from '../context.js';
+import { gen } from '../gen/shared.js';
+import { spread } from '../measure.js';
+import { fmt, missNote, type Row } from '../report.js';
+import { silentLog } from '../stack.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** Openings the demo base (pretrained on Debian package descriptions) continues for a dozen tokens or more. */
+const PROMPTS = [
+  'This package provides a small library for reading and writing',
+  'The program is a command line tool that',
+  'This package contains the documentation for',
+  'A simple and fast text editor with support for',
+];
+
+/** Streams one completion; resolves with the completion tokens the last chunk's usage reports. */
+function streamCompletion(agent: http.Agent, url: URL, body: unknown): Promise<number> {
+  const data = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': data.length } }, (res) => {
+      let buf = '';
+      let tokens = -1;
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        buf += c;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const ev = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const line = ev.split('\n').find((l) => l.startsWith('data: '));
+          if (!line || line === 'data: [DONE]') continue;
+          const j = JSON.parse(line.slice(6)) as { usage?: { completion_tokens: number } | null };
+          if (j.usage) tokens = j.usage.completion_tokens;
+        }
+      });
+      res.on('end', () => (res.statusCode === 200 && tokens > 0 ? resolve(tokens) : reject(new Error(`stream ended with status ${res.statusCode}, ${tokens} tokens`))));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+export const genSse: Figure = async (ctx) => {
+  const g = await gen(ctx);
+  const perRound = g.quick ? 8 : 20;
+  const maxTokens = 48;
+  const config = loadConfig([], {}, {
+    port: 0, host: '127.0.0.1', logLevel: 'silent', threads: g.threads,
+    modelDir: `${path.join(ROOT, 'models/demo')},${path.join(ROOT, 'models/demo-llm')}`, adaptersDir: `${path.join(ROOT, 'adapters')},${path.join(ROOT, 'adapters-llm')}`,
+  });
+  const server = await startServer(config, { log: silentLog });
+  await server.ready;
+  const base = server.services.generation[0]!;
+  const model = base.manifest.baseModel; // the base as shipped; its adapters answer in 1–10 tokens
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const url = new URL('/v1/completions', server.url);
+  const engineOnce = (prompt: string) => new Promise<number>((resolve, reject) => {
+    base.service.generate({ model, prompt, maxTokens, sampling: GREEDY, stop: [] }, {
+      onText: () => {}, onDone: (r) => resolve(r.completionTokens), onError: reject,
+    }).catch(reject);
+  });
+  const perToken = async (fn: () => Promise<number>) => { const t0 = performance.now(); const n = await fn(); return (performance.now() - t0) / n; };
+  const httpOnce = (prompt: string) => streamCompletion(agent, url, { model, prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const out = { http: [] as number[], engine: [] as number[] };
+  try {
+    // Per repeat: perRound request pairs, HTTP and engine alternated request by request (order flipped every pair).
+    for (let round = 0; round < g.warmup + g.reps; round++) {
+      const h: number[] = [], e: number[] = [];
+      for (let i = 0; i < perRound; i++) {
+        const p = PROMPTS[i % PROMPTS.length]!;
+        if (i % 2) { e.push(await perToken(() => engineOnce(p))); h.push(await perToken(() => httpOnce(p))); }
+        else { h.push(await perToken(() => httpOnce(p))); e.push(await perToken(() => engineOnce(p))); }
+      }
+      ctx.log(`  gen-sse round ${round - g.warmup}: http ${spread(h).median.toFixed(2)} ms/token, engine ${spread(e).median.toFixed(2)} ms/token`);
+      if (round >= g.warmup) { out.http.push(spread(h).median); out.engine.push(spread(e).median); }
+    }
+  } finally {
+    agent.destroy();
+    await server.close();
+  }
+  const diff = out.http.map((h, i) => h - out.engine[i]!);
+  const row: Row = {
+    figure: 'gen-sse', label: 'streamed HTTP (SSE) time per token − engine time per token', model: 'demo decoder',
+    target: { op: '<=', value: 0.2 }, unit: 'ms', value: spread(diff),
+    detail: `SSE ${fmt(spread(out.http).median)} ms/token, engine ${fmt(spread(out.engine).median)} ms/token`,
+  };
+  const notes = [`The committed demo decoder (models/demo-llm, the base "${model}", no adapter: the demo adapters answer in a few tokens) in the real server (${g.threads} thread(s)); ${perRound} sequential greedy requests of up to ${maxTokens} tokens per side per repeat, alternated; a request's time per token = its wall time (request → end of stream / onDone) ÷ its completion tokens; the figure is the difference of the per-repeat medians.`];
+  const m = missNote(row, 'Per token the HTTP side adds one SSE chunk (JSON serialization and a socket write) and the client\'s parse; per request it adds the HTTP request, body validation and the response headers, spread over the request\'s tokens.');
+  if (m) notes.push(m);
+  return { title: 'Generation: SSE overhead', rows: [row], notes, data: out };
+};

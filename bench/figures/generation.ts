@@ -1,0 +1,226 @@
+/**
+ * Generation figures on the synthetic SmolLM2-135M-shaped decoder (seeded random weights, slotted
+ * by the real `prepare --task text-generation`): mixed-adapter decode vs one adapter, adapter vs no
+ * adapter vs the plain export, continuous batching vs one-at-a-time and static batching, time to
+ * first token under load, KV bytes per token. Greedy decoding everywhere; the synthetic model never
+ * picks an end-of-sequence token, so every stream generates exactly what it asks for.
+ */
+import { DecoderRunner } from '../../src/generation/decoder-runner.js';
+import { SequenceKv } from '../../src/generation/kv-cache.js';
+import type { Figure } from '../context.js';
+import { decode, PlainDecoder } from '../gen/decode.js';
+import { ALL_ADAPTERS, QV_ADAPTERS } from '../gen/models.js';
+import { gen, prompts, RecordingEngine, scheduler, sleep, startDecoderEngine, submit, type Gen, type GenRequest, type SeqResult } from '../gen/shared.js';
+import { interleave, ratios, spread } from '../measure.js';
+import { fmt, missNote, type Row } from '../report.js';
+import { mulberry32, percentile, Zipf } from '../workload.js';
+
+/** Idle ms before a run on another session (its intra-op threads stop spinning; see AlternateOptions.settleMs). */
+const SETTLE_MS = 60;
+const STREAMS = 8;
+
+function decodeShape(g: Gen) {
+  return { promptLen: 32, tokens: g.quick ? 16 : 48 };
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const detail = (name: string, xs: number[], unit: string) => { const s = spread(xs); return `${name} ${fmt(s.median)} ${unit} [${fmt(s.min)}–${fmt(s.max)}]`; };
+
+/** 8 streams over 8 different adapters ÷ 8 streams over one adapter, decode tokens/s (one ORT run per step). */
+export const genMixed: Figure = async (ctx) => {
+  const g = await gen(ctx);
+  const { promptLen, tokens } = decodeShape(g);
+  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: 'cpu' });
+  const ad = await g.load(QV_ADAPTERS.slice(0, STREAMS));
+  const ps = prompts(ctx.s.seed, STREAMS, promptLen, g.dec.shape.vocab);
+  let out;
+  try {
+    out = await interleave({
+      mixed: async () => (await decode(runner, ps, range(STREAMS), ad, tokens)).tokensPerSecond,
+      one: async () => (await decode(runner, ps, range(STREAMS).map(() => 0), ad.slice(0, 1), tokens)).tokensPerSecond,
+    }, { reps: g.reps, warmup: g.warmup, onRound: (r, v) => ctx.log(`  gen-mixed round ${r}: ${JSON.stringify(v)}`) });
+  } finally {
+    await runner.close();
+  }
+  const row: Row = {
+    figure: 'gen-mixed', label: `decode tokens/s, ${STREAMS} streams of ${STREAMS} different adapters ÷ ${STREAMS} streams of one adapter`, model: g.name,
+    target: { op: '>=', value: 0.9 }, unit: '×', value: spread(ratios(out.mixed, out.one)),
+    detail: `${detail('mixed', out.mixed, 'tok/s')}, ${detail('one', out.one, 'tok/s')}`,
+  };
+  const notes = [`${STREAMS} streams, ${promptLen}-token prompts prefilled together (untimed), then ${tokens - 1} decode steps timed; DecoderRunner in this thread (${g.threads} intra-op threads); adapters r=8 on q_proj, v_proj; ${g.reps} repeats after ${g.warmup} warm-up, sides alternated within each repeat.`];
+  const miss = missNote(row, 'A step of k distinct adapters builds k-entry banks for all 60 slots (buildLoraBanks) and gathers each row\'s A/B from them; with one adapter the bank has one entry.');
+  if (miss) notes.push(miss);
+  return { title: 'Generation: mixed-adapter decode ÷ one-adapter decode', rows: [row], notes, data: out };
+};
+
+/** One adapter ÷ no adapter (slotted) ÷ the plain export, 8-stream decode tokens/s; also the r=16 all-projection adapter. */
+export const genAdapterOverhead: Figure = async (ctx) => {
+  const g = await gen(ctx);
+  const { promptLen, tokens } = decodeShape(g);
+  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: 'cpu' });
+  const plain = await PlainDecoder.create(g.dec.plainPath, g.dec.manifest, g.threads);
+  const [qv] = await g.load([QV_ADAPTERS[0]!]);
+  const [all] = await g.load([ALL_ADAPTERS[0]!]);
+  const ps = prompts(ctx.s.seed + 1, STREAMS, promptLen, g.dec.shape.vocab);
+  const zeros = range(STREAMS).map(() => 0);
+  const none = range(STREAMS).map(() => -1);
+  const settled = async (fn: () => Promise<number>) => { await sleep(SETTLE_MS); return fn(); };
+  let out;
+  try {
+    out = await interleave({
+      qv: () => settled(async () => (await decode(runner, ps, zeros, [qv!], tokens)).tokensPerSecond),
+      none: () => settled(async () => (await decode(runner, ps, none, [], tokens)).tokensPerSecond),
+      plain: () => settled(async () => (await decode(plain, ps, none, [], tokens)).tokensPerSecond),
+      all7: () => settled(async () => (await decode(runner, ps, zeros, [all!], tokens)).tokensPerSecond),
+    }, { reps: g.reps, warmup: g.warmup, onRound: (r, v) => ctx.log(`  gen-adapter-overhead round ${r}: ${JSON.stringify(v)}`) });
+  } finally {
+    await runner.close();
+    await plain.close();
+  }
+  const noneVsPlain = spread(ratios(out.none, out.plain));
+  const rows: Row[] = [
+    { figure: 'gen-adapter-overhead', label: 'decode tokens/s, one adapter (q,v r=8) ÷ no adapter (slotted model)', model: g.name, target: { op: '>=', value: 0.95 }, unit: '×', value: spread(ratios(out.qv, out.none)), detail: `${detail('adapter', out.qv, 'tok/s')}, ${detail('none', out.none, 'tok/s')}` },
+    { figure: 'gen-adapter-overhead', label: 'decode tokens/s, one adapter (q,v r=8) ÷ the plain export (no slots)', model: g.name, target: { op: '>=', value: 0.9 }, unit: '×', value: spread(ratios(out.qv, out.plain)), detail: `${detail('plain', out.plain, 'tok/s')}; slotted without adapter ÷ plain ${fmt(noneVsPlain.median)} [${fmt(noneVsPlain.min)}–${fmt(noneVsPlain.max)}]` },
+    { figure: 'gen-adapter-overhead', label: 'decode tokens/s, one adapter (all 7 projections, r=16) ÷ no adapter (slotted)', model: g.name, target: null, unit: '×', value: spread(ratios(out.all7, out.none)), detail: detail('all-7 adapter', out.all7, 'tok/s') },
+  ];
+  const notes = [
+    `${STREAMS} streams of the same adapter (or none), ${promptLen}-token prompts prefilled untimed, ${tokens - 1} decode steps timed; the slotted model (every one of the 210 projections has a LoRA slot) and the plain optimum export each in one session in this thread, ${g.threads} intra-op threads, ${SETTLE_MS} ms idle before every run (sessions' spinning threads), ${g.reps} repeats.`,
+    `The slot cost without an adapter (slotted ÷ plain ${fmt(noneVsPlain.median)}×): per slot two Gathers (each row's A/B from the bank), two batched MatMuls over [b, 1, d]×[b, d, R] and an Add, 210 slots in all; with R = 1 zero bank for "no adapter".`,
+  ];
+  for (const [r, why] of [[rows[0]!, 'The LoRA matmuls are tiny (r=8), so the gap is per-slot op overhead: 4 extra ORT kernels × 60 active slots per step (and 150 slots with a 1-wide zero bank), each launched for [8, 1, d] tensors; at decode (1 token per row) the kernels are latency-bound, not FLOP-bound.'], [rows[1]!, 'Slotted model: 210 slots × (2 Gather + 2 MatMul + Add) kernels per decode step on top of the plain graph; at 1 token per row the launch overhead is a larger share than at prefill. Preparing only the projections adapters use (prepare --targets q_proj,v_proj) removes the other 150 slots.']] as const) {
+    const m = missNote(r, why);
+    if (m) notes.push(m);
+  }
+  return { title: 'Generation: one adapter ÷ no adapter ÷ plain export', rows, notes, data: out };
+};
+
+/** A Poisson / Zipf workload of `count` requests. */
+function workload(g: Gen, seed: number, count: number, meanGapMs: number): GenRequest[] {
+  const rand = mulberry32(seed);
+  const zipf = new Zipf(QV_ADAPTERS.length, 1, rand);
+  const ps = prompts(seed + 7, count, [16, 48], g.dec.shape.vocab);
+  let at = 0;
+  return ps.map((prompt) => {
+    const r = { at, prompt, adapter: zipf.next(), maxTokens: g.quick ? 4 + Math.floor(rand() * 21) : 8 + Math.floor(rand() * 57) };
+    at += -Math.log(1 - rand()) * meanGapMs;
+    return r;
+  });
+}
+
+type Policy = 'continuous' | 'static' | 'sequential';
+
+/** Runs the workload under a policy through the real scheduler and worker engine; returns generated tokens/s (first arrival → last token). */
+async function runPolicy(g: Gen, engine: RecordingEngine, reqs: GenRequest[], policy: Policy): Promise<{ tps: number; results: SeqResult[] }> {
+  const ad = await g.load(QV_ADAPTERS);
+  const s = scheduler(g, engine, { maxRunning: policy === 'sequential' ? 1 : 16 });
+  const t0 = performance.now();
+  const arrived = (r: GenRequest) => performance.now() - t0 >= r.at;
+  const results: Promise<SeqResult>[] = [];
+  const go = (r: GenRequest) => submit(s, r.prompt, ad[r.adapter]!, QV_ADAPTERS[r.adapter]!, r.maxTokens).done;
+  if (policy === 'continuous') {
+    for (const r of reqs) {
+      const wait = r.at - (performance.now() - t0);
+      if (wait > 0) await sleep(wait);
+      results.push(go(r));
+    }
+  } else {
+    // static: a batch of everything that has arrived (≤ 16) runs until its longest sequence ends; then the next.
+    // sequential: the same with batches of one.
+    const cap = policy === 'static' ? 16 : 1;
+    let i = 0;
+    while (i < reqs.length) {
+      if (!arrived(reqs[i]!)) { await sleep(Math.max(0, reqs[i]!.at - (performance.now() - t0))); continue; }
+      const batch: Promise<SeqResult>[] = [];
+      while (i < reqs.length && batch.length < cap && arrived(reqs[i]!)) batch.push(go(reqs[i++]!));
+      results.push(...batch);
+      await Promise.all(batch);
+    }
+  }
+  const done = await Promise.all(results);
+  await s.drain();
+  const tokens = done.reduce((a, r) => a + r.tokens.length, 0);
+  return { tps: tokens / ((Math.max(...done.map((r) => r.done)) - t0) / 1000), results: done };
+}
+
+/** Continuous batching ÷ one request at a time ÷ static batching; KV bytes per token held. */
+export const genBatching: Figure = async (ctx) => {
+  const g = await gen(ctx);
+  const count = g.quick ? 24 : 64;
+  const seqCount = g.quick ? 6 : 16;
+  const meanGapMs = g.quick ? 150 : 100;
+  const engine = new RecordingEngine(await startDecoderEngine(g));
+  const kv: number[] = [];
+  const spec = g.dec.manifest.generation!;
+  const exact = SequenceKv.bytesPerToken(spec);
+  let out;
+  try {
+    out = await interleave({
+      continuous: async (round) => {
+        engine.steps.length = 0;
+        const r = await runPolicy(g, engine, workload(g, ctx.s.seed + round, count, meanGapMs), 'continuous');
+        const steps = engine.steps.filter((x) => x.kvTokens > 0);
+        kv.push(steps.reduce((a, x) => a + x.kvBytes, 0) / steps.reduce((a, x) => a + x.kvTokens, 0) / exact);
+        return r.tps;
+      },
+      static: async (round) => (await runPolicy(g, engine, workload(g, ctx.s.seed + round, count, meanGapMs), 'static')).tps,
+      sequential: async (round) => (await runPolicy(g, engine, workload(g, ctx.s.seed + round, count, meanGapMs).slice(0, seqCount), 'sequential')).tps,
+    }, { reps: g.reps, warmup: 0, onRound: (r, v) => ctx.log(`  gen-batching round ${r}: ${JSON.stringify(v)}`) });
+  } finally {
+    await engine.close();
+  }
+  const rows: Row[] = [
+    { figure: 'gen-batching', label: 'continuous batching (≤ 16 streams, Poisson arrivals, Zipf over 20 adapters) ÷ one request at a time, tokens/s', model: g.name, target: { op: '>=', value: 4 }, unit: '×', value: spread(ratios(out.continuous, out.sequential)), detail: `${detail('continuous', out.continuous, 'tok/s')}, ${detail('one at a time', out.sequential, 'tok/s')}` },
+    { figure: 'gen-batching', label: 'continuous batching ÷ static batching (a batch runs until its longest sequence ends), tokens/s', model: g.name, target: { op: '>=', value: 1.3 }, unit: '×', value: spread(ratios(out.continuous, out.static)), detail: detail('static', out.static, 'tok/s') },
+    { figure: 'gen-batching', label: 'KV cache bytes held per token ÷ 2 · layers · KV heads · head dim · 4', model: g.name, target: { op: '<=', value: 1.2 }, unit: '×', value: spread(kv), detail: `exact ${exact} B/token (${spec.layers} layers, ${spec.kvHeads} KV heads, head dim ${spec.headDim}, F32); averaged over the continuous run's steps` },
+  ];
+  const notes = [
+    `${count} requests per repeat (a fresh seeded draw per repeat, the same for every policy): prompts 16–48 tokens, ${g.quick ? '4–24' : '8–64'} new tokens, adapters Zipf (s = 1) over 20 r=8 q,v adapters, Poisson arrivals every ${meanGapMs} ms on average; throughput = generated tokens ÷ (first arrival → last token). All three run the real GenerationScheduler and DecoderWorkerEngine (${g.threads} threads): continuous with maxRunning 16; static submits every arrived request (≤ 16) and waits for the whole batch before the next; one-at-a-time is maxRunning 1 over the first ${seqCount} requests of the same draw (its tokens/s does not depend on how many it serves).`,
+    `Static batching here drops a finished row from the steps (it only keeps newcomers waiting), so it is cheaper than padding finished rows as a plain batched generate() does: the ratio to static is a lower bound.`,
+    `KV bytes per token: the worker's caches (src/generation/kv-cache.ts) grow in blocks of 16 tokens; the figure is Σ bytes held ÷ Σ tokens held over every step of the continuous run. Not counted: each step's transient copies (the padded past feeds and the present outputs, built per step by buildDecoderFeeds and ORT).`,
+  ];
+  for (const [r, why] of [[rows[0]!, 'Decode steps on this CPU are compute-bound sooner than on a GPU: a 16-row step costs several times a 1-row step, so batching gains less than the 16× the rows suggest; every step also rebuilds each row\'s past as a padded copy (buildDecoderFeeds), which grows with rows × past.'], [rows[1]!, 'With short, similar lengths and arrivals faster than service, static batches stay nearly full; continuous batching wins when lengths vary widely.']] as const) {
+    const m = missNote(r, why);
+    if (m) notes.push(m);
+  }
+  return { title: 'Generation: continuous batching', rows, notes, data: { ...out, kv } };
+};
+
+/** Time to first token of a request arriving while 15 streams decode ÷ on an idle scheduler (p50). */
+export const genTtft: Figure = async (ctx) => {
+  const g = await gen(ctx);
+  const probes = g.quick ? 4 : 8;
+  const engine = await startDecoderEngine(g);
+  const ad = await g.load(QV_ADAPTERS);
+  const s = scheduler(g, engine);
+  const probeP = prompts(ctx.s.seed + 11, probes, 32, g.dec.shape.vocab);
+  const bgP = prompts(ctx.s.seed + 12, 15, 32, g.dec.shape.vocab);
+  const ttft = async (i: number) => { const h = submit(s, probeP[i]!, ad[i % 20]!, QV_ADAPTERS[i % 20]!, 1); const r = await h.done; return r.first - r.submitted; };
+  let out;
+  try {
+    out = await interleave({
+      idle: async () => { const xs: number[] = []; for (let i = 0; i < probes; i++) xs.push(await ttft(i)); return percentile(xs, 50); },
+      loaded: async () => {
+        const stop = new AbortController();
+        const bg = bgP.map((p, i) => submit(s, p, ad[(i + 3) % 20]!, QV_ADAPTERS[(i + 3) % 20]!, 900, stop.signal));
+        await Promise.all(bg.map((b) => b.first)); // all 15 are decoding
+        const xs: number[] = [];
+        for (let i = 0; i < probes; i++) { await sleep(Math.floor(mulberry32(i)() * 50)); xs.push(await ttft(i)); }
+        stop.abort();
+        await Promise.all(bg.map((b) => b.done));
+        await s.drain();
+        return percentile(xs, 50);
+      },
+    }, { reps: g.reps, warmup: g.warmup, onRound: (r, v) => ctx.log(`  gen-ttft round ${r}: ${JSON.stringify(v)}`) });
+  } finally {
+    await engine.close();
+  }
+  const row: Row = {
+    figure: 'gen-ttft', label: 'time to first token while 15 streams decode ÷ on an idle server (p50)', model: g.name,
+    target: { op: '<=', value: 3 }, unit: '×', value: spread(ratios(out.loaded, out.idle)),
+    detail: `${detail('loaded', out.loaded, 'ms')}, ${detail('idle', out.idle, 'ms')}`,
+  };
+  const notes = [`${probes} probe requests per side per repeat (32-token prompt, an r=8 adapter, 1 token), one at a time; loaded: 15 streams (32-token prompts, other adapters) decoding when the probes arrive, probes spaced 0–50 ms; the real GenerationScheduler (one prefill step then one decode step per round) and DecoderWorkerEngine, ${g.threads} threads.`];
+  const m = missNote(row, 'A probe that arrives mid-step waits for the 15-row decode step in flight (half a step on average), then its own prefill step gives its first token; on a CPU a 15-row decode step costs about as much as a 32-token prefill, so the ratio is bounded by how long one decode step is.');
+  if (m) notes.push(m);
+  return { title: 'Generation: time to first token under load', rows: [row], notes, data: out };
+};
