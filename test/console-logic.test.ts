@@ -8,7 +8,14 @@ import { formatBytes, formatRatio, savings, savingsSentence } from '../web/src/f
 import { histogramQuantile, livePoint, requestsPerAdapter, type Scrape } from '../web/src/live.js';
 import { parseLine, parseMetrics, sum } from '../web/src/prom.js';
 import { SseParser } from '../web/src/sse.js';
-import { postJson, scrape, startTestServer } from './helpers/http-harness.js';
+import { getJson, postJson, rawRequest, scrape, startTestServer } from './helpers/http-harness.js';
+import express from 'express';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { consoleRoutes } from '../src/http/routes-console.js';
+import { errorHandler, routeNotFound } from '../src/http/errors.js';
 
 describe('Prometheus text', () => {
   test('samples, labels with escapes, special values; comments and junk skipped', () => {
@@ -130,5 +137,53 @@ describe('SSE framing', () => {
     const out: string[] = [];
     for (let i = 0; i < wire.length; i += 3) out.push(...p.push(wire.slice(i, i + 3)));
     assert.deepEqual(out, ['{"a":1}', '{"b":\n2}', '[DONE]']);
+  });
+});
+
+describe('console routes', () => {
+  /** The console routes alone over `dir`, with the app's 404 and error handler. */
+  async function serve(dir: string): Promise<{ url: string; close(): Promise<void> }> {
+    const app = express();
+    app.use(consoleRoutes(dir));
+    app.use(routeNotFound());
+    app.use(errorHandler());
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return { url, close: () => new Promise((r) => server.close(() => r())) };
+  }
+
+  test('without a built console, / is a 404 that says how to build it', async () => {
+    const s = await serve(path.join(os.tmpdir(), 'adapterhost-no-console-here'));
+    try {
+      const r = await getJson(`${s.url}/`);
+      assert.equal(r.status, 404);
+      assert.equal(r.body.error.code, 'ROUTE_NOT_FOUND');
+      assert.match(r.body.error.message, /npm run build/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('only the files of the folder, by name: no index.html under /console, no traversal, no unknown types', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'adapterhost-console-files-'));
+    await writeFile(path.join(dir, 'index.html'), '<!doctype html><title>t</title>');
+    await writeFile(path.join(dir, 'app-ABCDEFGH.js'), 'export {};');
+    await writeFile(path.join(dir, 'notes.txt'), 'not served');
+    const s = await serve(dir);
+    try {
+      assert.equal((await rawRequest(`${s.url}/`, { method: 'GET' })).status, 200);
+      const js = await rawRequest(`${s.url}/console/app-ABCDEFGH.js`, { method: 'GET' });
+      assert.equal(js.status, 200);
+      assert.equal(js.headers['content-type'], 'text/javascript; charset=utf-8');
+      assert.equal(js.headers['cache-control'], 'public, max-age=31536000, immutable');
+      assert.match(String(js.headers['content-security-policy']), /^default-src 'none'/);
+      for (const p of ['/console/index.html', '/console/notes.txt', '/console/..%2Fapp-ABCDEFGH.js', '/console/%2E%2E%2Fpackage.json', '/console/']) {
+        assert.equal((await rawRequest(`${s.url}${p}`, { method: 'GET' })).status, 404, p);
+      }
+    } finally {
+      await s.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
