@@ -91,6 +91,8 @@ export class Batcher {
   /** Stops admitting; resolves when every admitted row has its answer. */
   async drain(): Promise<void> {
     this.closed = true;
+    // Rows waiting for company get none now: send them without waiting out maxWaitMs.
+    this.schedule();
     if (!this.busy) return;
     await new Promise<void>((r) => this.idleWaiters.push(r));
   }
