@@ -206,7 +206,7 @@ describe('web console in Chromium', () => {
     await page.fill('#filter', '');
   });
 
-  test('generation streams token by token from a generative adapter (summarize)', async () => {
+  test('generation streams token by token from a generative adapter (summarize)', async (t) => {
     watch.step = 'generate';
     const prompt = 'The GNU Image Manipulation Program is a versatile graphics manipulation package. It supports many file formats and has a plug-in interface.';
     const api = await postJson(`${s.url}/v1/chat/completions`, { model: 'summarize', messages: [{ role: 'user', content: prompt }], temperature: 0, max_tokens: 24 });
@@ -228,6 +228,7 @@ describe('web console in Chromium', () => {
     await page.click('#try-run');
     await page.locator('#try-status[data-state="done"]').waitFor({ timeout: 30_000 });
     const seen = (await page.evaluate('window.__seen') as string[]).filter((t) => t !== '');
+    t.diagnostic(`the output showed ${seen.length} successive texts`);
     assert.ok(seen.length >= 3, `the text grew at least twice before the end: ${JSON.stringify(seen)}`);
     for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.startsWith(seen[i - 1]!) && seen[i]!.length > seen[i - 1]!.length, 'each step extends the text');
     assert.equal(await page.locator('#try-text-out').textContent(), expected, 'the streamed text is the API\'s answer');
