@@ -58,7 +58,8 @@ export function clip(s: string, max = ECHO_CHARS): string {
 export function echo(v: unknown, max = ECHO_CHARS): string {
   let s: string;
   try {
-    s = JSON.stringify(v) ?? String(v);
+    // JSON has no Infinity or NaN (JSON.stringify writes null): say what was sent (1e999 parses as Infinity).
+    s = typeof v === 'number' && !Number.isFinite(v) ? String(v) : JSON.stringify(v) ?? String(v);
   } catch {
     s = Array.isArray(v) ? `(an array of ${v.length})` : `(a ${typeof v})`;
   }

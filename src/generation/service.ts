@@ -99,6 +99,16 @@ export class GenerationService {
     let text: string;
     if (input.messages) {
       if (!g.chatTemplate) throw new AppError('BAD_REQUEST', `model "${this.name}" has no chat template; use /v1/completions`);
+      // Cheap bounds before the template runs (on the HTTP thread; tens of thousands of tiny
+      // messages took a second): each message takes at least one token, its content at least
+      // one per maxTokenChars characters.
+      if (input.messages.length > g.maxPositions) {
+        throw new AppError('INPUT_TOO_LONG', `the chat has ${input.messages.length} messages; the model's context is ${g.maxPositions} tokens (each message takes at least one)`);
+      }
+      const chars = input.messages.reduce((n, m) => n + m.content.length, 0);
+      if (chars > g.maxPositions * this.d.maxTokenChars) {
+        throw new AppError('INPUT_TOO_LONG', `the messages have ${chars} characters, more than the model's context of ${g.maxPositions} tokens can hold`);
+      }
       text = renderChat(g.chatTemplate, input.messages, { bos_token: g.bosToken, eos_token: g.eosToken, add_generation_prompt: true });
     } else {
       text = input.prompt ?? '';

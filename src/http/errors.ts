@@ -47,7 +47,7 @@ const DRAIN_BUDGET = 4 * 1024 * 1024;
  * connection. A body declared (or turning out) larger than DRAIN_BUDGET is not worth reading:
  * the connection closes instead.
  */
-function discardUnreadBody(req: Request, res: Response): void {
+export function discardUnreadBody(req: Request, res: Response): void {
   if (req.complete || req.readableEnded) return;
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > DRAIN_BUDGET) {

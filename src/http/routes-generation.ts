@@ -3,6 +3,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import { AppError, isAppError } from '../errors.js';
 import { STREAM_STALLED, type GenerateInput, type GenerateResult, type GenerationService } from '../generation/service.js';
 import { acceptingWork, type ServerState } from './admission.js';
+import { discardUnreadBody, fromBodyParser } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { openAiErrorBody } from './openai-errors.js';
 import { parseChatRequest, parseCompletionRequest, type GenerationRequest } from './openai-schemas.js';
@@ -105,11 +106,22 @@ export function generationRoutes(maxBodyKb: number, routing: GenerationRouting, 
   const wrap = (fn: (req: Request, res: Response) => Promise<void>) => (req: Request, res: Response, next: NextFunction) => { fn(req, res).catch(next); };
   r.post('/v1/completions', acceptingWork(state), ...jsonBody(maxBodyKb), wrap(handle('completion')));
   r.post('/v1/chat/completions', acceptingWork(state), ...jsonBody(maxBodyKb), wrap(handle('chat')));
-  // OpenAI's error object on these routes (the SDKs read message, type, code, param).
-  r.use(['/v1/completions', '/v1/chat/completions'], (err: unknown, _req: Request, res: Response, next: NextFunction) => {
-    if (!isAppError(err) || res.headersSent) return next(err);
-    for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
-    res.status(err.status).json(openAiErrorBody(err));
+  // OpenAI's error object on these routes (the SDKs read message, type, code, param), body-parser's
+  // errors (invalid JSON, a body over the cap) included.
+  r.use(['/v1/completions', '/v1/chat/completions'], (err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    const mapped = fromBodyParser(err);
+    let e: AppError;
+    if (isAppError(mapped) && mapped.code !== 'INTERNAL') {
+      e = mapped;
+    } else {
+      // Unexpected: the details go only to the log, as the server's error handler does.
+      req.log.error({ err: mapped }, 'unexpected error');
+      e = new AppError('INTERNAL', `internal error (request id ${String(req.id)})`);
+    }
+    discardUnreadBody(req, res);
+    for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v);
+    res.status(e.status).json(openAiErrorBody(e));
   });
   return r;
 }
