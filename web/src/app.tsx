@@ -61,7 +61,7 @@ export function App() {
   return (
     <>
       <a class="skip" href="#main">Skip to the content</a>
-      <header class="top">
+      <header class="masthead">
         <h1>adapterhost</h1>
         <p class="status" id="server-status" role="status">
           {ready === undefined ? 'Server: checking…' : ready === null ? 'Server: ready' : `Server: not ready (${ready})`}
