@@ -305,7 +305,8 @@ describe('AdapterStore', () => {
   it('survives SIGKILL at random moments during puts: always nothing or one whole version', async (t) => {
     const { store } = await setup();
     const dir = store.dir;
-    const helper = fileURLToPath(new URL('./helpers/crash-put.js', import.meta.url));
+    // crash-put.js beside the compiled tests; crash-put.ts through tsx when run from source (npm run mutation).
+    const helper = fileURLToPath(new URL(`./helpers/crash-put.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
     const rand = mulberry32(0x5eed);
     let lastDone: number | null = null;
     let interrupted = 0;
@@ -342,7 +343,7 @@ describe('AdapterStore', () => {
 /** Starts the helper, waits for `ready`, kills it with SIGKILL after `delayMs`; returns the versions it reported done. */
 function runAndKill(script: string, args: string[], delayMs: number): Promise<number[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...(script.endsWith('.ts') ? ['--import', 'tsx'] : []), script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     let timer: NodeJS.Timeout | undefined;
     child.stdout.setEncoding('utf8');
