@@ -12,6 +12,7 @@ import type { Browser, Page } from 'playwright-core';
 import { loadConfig } from '../src/config.js';
 import { CONSOLE_CSP } from '../src/http/routes-console.js';
 import { startServer, type RunningServer } from '../src/serve.js';
+import { formatBytes } from '../web/src/format.js';
 import { launchChromium, PageWatch } from './helpers/browser.js';
 import { ROOT } from './helpers/demo.js';
 import { getJson, metricValue, postJson, rawRequest, scrape } from './helpers/http-harness.js';
@@ -277,7 +278,7 @@ describe('web console in Chromium', () => {
     assert.ok(stopped, 'the stop button landed while the sequence ran');
   });
 
-  test('upload through the page: a wrong token shows the server\'s 401 message; the right one adds a row; delete removes it', async () => {
+  test('upload through the page (files picked, then dropped): a wrong token shows the server\'s 401 message; the right one adds a row; delete removes it', async () => {
     const id = 'uploaded-by-page';
     const files = ['adapter_config.json', 'adapter_model.safetensors'].map((f) => path.join(ROOT, 'adapters/sentiment', f));
     watch.step = 'wrong-token';
@@ -296,13 +297,22 @@ describe('web console in Chromium', () => {
 
     watch.step = 'upload';
     await page.fill('#admin-token', TOKEN);
+    // This time the files are dropped on the form (the lang adapter's, replacing the picked ones).
+    const dropped = await Promise.all(['adapter_config.json', 'adapter_model.safetensors'].map(async (f) => ({ name: f, b64: (await readFile(path.join(ROOT, 'adapters/lang', f))).toString('base64') })));
+    await page.evaluate(`(() => {
+      const dt = new DataTransfer();
+      for (const f of ${JSON.stringify(dropped)}) dt.items.add(new File([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], f.name));
+      document.querySelector('fieldset.drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    })()`);
+    const langBytes = Buffer.from(dropped[1]!.b64, 'base64').length;
+    await waitText(page, 'fieldset.drop', (t) => t.includes(`adapter_model.safetensors, ${formatBytes(langBytes)}`), 'dropped files listed');
     await page.click('#upload-submit');
     assert.match(await waitText(page, '#upload-result', (t) => t.startsWith('Done'), 'upload'), /^Done: Created adapter uploaded-by-page on adapterhost-demo-bert/);
     assert.equal((await getJson(`${s.url}/v1/adapters/${id}`)).status, 200);
     await page.fill('#filter', id);
     const row = page.locator(`tr[data-adapter="${id}"]`);
     await row.waitFor();
-    assert.equal(await row.locator('td.labels').textContent(), 'negative, positive');
+    assert.equal(await row.locator('td.labels').textContent(), 'cs, de, en, eo, es, fr, it, pl, pt', 'the dropped (lang) files were sent');
 
     watch.step = 'delete';
     await row.getByRole('button', { name: `Delete ${id}` }).click();
