@@ -260,12 +260,14 @@ describe('web console in Chromium', () => {
       const cancelled0 = metricValue(before, 'adapterhost_generation_requests_total', { reason: 'cancelled' }, { absentIsZero: true });
       await page.click('#try-run');
       await waitText(page, '#try-text-out', (t) => t.length > 0, 'first tokens');
+      const runningBefore = metricValue(await scrape(s.url), 'adapterhost_num_requests_running');
       await page.click('#try-stop');
       const state = await waitFor(async () => {
         const st = await page.locator('#try-status').getAttribute('data-state');
         return st === 'stopped' || st === 'done' ? st : null;
       }, 'the generation ended');
       if (state === 'done') continue; // it reached max_tokens before the click landed (a very fast machine): again
+      assert.equal(runningBefore, 1, 'the sequence ran on the server before the stop');
       const after = await waitFor(async () => {
         const m = await scrape(s.url);
         return metricValue(m, 'adapterhost_num_requests_running') === 0 && metricValue(m, 'adapterhost_kv_cache_reserved_bytes') === 0 ? m : null;
