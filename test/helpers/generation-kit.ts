@@ -4,6 +4,7 @@
  * very long alias (so each SSE chunk is large and a stream can fill loopback socket buffers), raw
  * streaming requests whose reading the test controls, SSE parsing, and the scheduler's counters.
  */
+import { readFileSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -17,13 +18,23 @@ export const TINY_MODEL = path.join(TINY_DIR, 'slotted');
 export const TINY_ADAPTERS = path.join(TINY_DIR, 'adapters');
 /** The tiny decoder's base name and its two adapters. */
 export const TINY_MODELS = ['tiny-llama', 'tiny-all', 'tiny-qv'] as const;
+/** The most a TCP send buffer grows to here (tcp_wmem's maximum; Linux's default 4 MiB when unreadable). */
+function sendBufferMax(): number {
+  try {
+    const max = Number(readFileSync('/proc/sys/net/ipv4/tcp_wmem', 'utf8').trim().split(/\s+/)[2]);
+    return Number.isFinite(max) && max > 0 ? max : 4 * 2 ** 20;
+  } catch {
+    return 4 * 2 ** 20;
+  }
+}
+
 /**
- * An alias of the tiny base so long that each SSE chunk (which echoes `model`) is about 32 KiB:
- * a stream of a few hundred tokens then outgrows what loopback sockets absorb (about 4 MiB: the
- * kernel's send buffer grows to tcp_wmem's maximum), which a stream of short chunks never does
- * within the 256-token context.
+ * An alias of the tiny base so long that each SSE chunk (which echoes `model`) is tens of KiB:
+ * 150 tokens of a stream then outgrow what a loopback socket absorbs for a client that reads
+ * nothing (the kernel's send buffer grows to tcp_wmem's maximum, 4 MiB by default), which a stream
+ * of short chunks never does within the 256-token context. At least 32 KiB.
  */
-export const LONG_ALIAS = `tiny-llama-${'l'.repeat(32 * 1024)}`;
+export const LONG_ALIAS = `tiny-llama-${'l'.repeat(Math.max(32 * 1024, Math.ceil(sendBufferMax() / 150)))}`;
 
 type Overrides = Partial<Record<keyof Config, string | number | boolean>>;
 
