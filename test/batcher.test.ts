@@ -23,6 +23,7 @@ class ScriptedEngine implements Engine {
   private gate: Promise<void> | null = null;
   private open: (() => void) | null = null;
   fail: Error | null = null;
+  transfer: BatchOutput['transfer'] | undefined;
   hold(): void { this.gate = new Promise((r) => { this.open = r; }); }
   release(): void { this.open?.(); this.gate = null; }
   async run(b: BatchInput): Promise<BatchOutput> {
@@ -38,7 +39,7 @@ class ScriptedEngine implements Engine {
       for (let l = 0; l < L; l++) logits[r * L + l] = 100 * first + l;
       for (let h = 0; h < HIDDEN; h++) embeddings[r * HIDDEN + h] = first + h / 10;
     }
-    return { logits, labels: L, embeddings, hidden: HIDDEN, runMs: 2, feedMs: 1 };
+    return { logits, labels: L, embeddings, hidden: HIDDEN, runMs: 2, feedMs: 1, ...(this.transfer ? { transfer: this.transfer } : {}) };
   }
   async close(): Promise<void> {}
 }
@@ -108,6 +109,44 @@ describe('Batcher', () => {
     // The oldest waiting row (40, bucket 3) takes the other bucket-3 rows (41, 38); then 3 takes 5 and 20.
     assert.deepEqual(firstIds.slice(1), [[0, 3, 5], [1, 2, 4]]);
     assert.deepEqual(engine.batches.slice(1).map((b) => b.seqLen), [41, 20]);
+  });
+
+  test('grouping is by 16-token bucket, not by nearest length; ties at the cut go to the earlier row', async () => {
+    const { engine, batcher } = make({ maxBatchRows: 2 });
+    engine.hold();
+    const first = batcher.submit([row([1])]);
+    await tick();
+    // Oldest waiting: 17 tokens (bucket 2). 16 tokens is nearer in length but bucket 1; 32 is bucket 2.
+    const a = [17, 16, 32].map((n, i) => batcher.submit([row(Array.from({ length: n }, () => 10 + i))]));
+    engine.release();
+    await Promise.all([first, ...a]);
+    const ids = (b: BatchInput) => Array.from({ length: b.batch }, (_, r) => b.inputIds[r * b.seqLen]! - 10);
+    assert.deepEqual(engine.batches.slice(1).map(ids), [[0, 2], [1]]);
+
+    const second = make({ maxBatchRows: 2 });
+    second.engine.hold();
+    const held = second.batcher.submit([row([1])]);
+    await tick();
+    // Three rows in one bucket, two fit: the two that came first.
+    const b = [40, 41, 38].map((n, i) => second.batcher.submit([row(Array.from({ length: n }, () => 10 + i))]));
+    second.engine.release();
+    await Promise.all([held, ...b]);
+    assert.deepEqual(second.engine.batches.slice(1).map(ids), [[0, 1], [2]]);
+  });
+
+  test('the report: queue waits in seconds, no longer than the request took; the engine\'s transfer figures passed on', async () => {
+    const { engine, batcher, reports } = make();
+    engine.transfer = { hostToDevice: 123, deviceToHost: 45 };
+    const t0 = performance.now();
+    await batcher.submit([row([1]), row([2, 3])]);
+    const took = (performance.now() - t0) / 1000;
+    assert.equal(reports.length, 1);
+    assert.equal(reports[0]!.queueWaits.length, 2);
+    for (const w of reports[0]!.queueWaits) assert.ok(w >= 0 && w <= took, `wait ${w} s within the ${took} s the request took`);
+    assert.deepEqual(reports[0]!.transfer, { hostToDevice: 123, deviceToHost: 45 });
+    engine.transfer = undefined;
+    await batcher.submit([row([4])]);
+    assert.equal(reports[1]!.transfer, undefined);
   });
 
   test('a full batch runs at once; a partial one waits up to maxWaitMs, and drain() sends it without waiting', { timeout: 10_000 }, async () => {
@@ -180,7 +219,7 @@ describe('Batcher', () => {
     await tick();
     let drained = false;
     const draining = batcher.drain().then(() => { drained = true; });
-    await assert.rejects(batcher.submit([row([3])]), (e: unknown) => isAppError(e, 'SHUTTING_DOWN'));
+    await assert.rejects(batcher.submit([row([3])]), (e: unknown) => isAppError(e, 'SHUTTING_DOWN') && /shutting down/.test((e as Error).message));
     await tick();
     assert.equal(drained, false, 'rows are still in flight');
     engine.release();

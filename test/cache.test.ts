@@ -104,6 +104,108 @@ describe('adapter cache', () => {
     fresh.release();
   });
 
+  it('the budget is positive: 0, negative and NaN are INVALID_CONFIG', () => {
+    for (const maxBytes of [0, -1, Number.NaN]) {
+      assert.throws(() => new AdapterCache({ maxBytes, load: async (id) => fake(id, 1) }), (e: unknown) => isAppError(e, 'INVALID_CONFIG') && /cache size must be positive/.test((e as Error).message), String(maxBytes));
+    }
+    assert.equal(new AdapterCache({ maxBytes: 1, load: async (id) => fake(id, 1) }).maxBytes, 1);
+  });
+
+  it('an adapter of exactly the budget fits; one byte more is ADAPTER_TOO_LARGE', async () => {
+    const { cache } = harness(100, { exact: 100, over: 101 });
+    const l = await cache.acquire('exact');
+    assert.equal(cache.isCached('exact'), true);
+    assert.equal(cache.lruBytes, 100);
+    l.release();
+    await assert.rejects(cache.acquire('over'), (e: unknown) => isAppError(e, 'ADAPTER_TOO_LARGE') && /"over" needs 101 bytes in memory, more than the whole adapter cache \(100 bytes\)/.test((e as Error).message));
+    assert.equal(cache.isCached('exact'), true, 'a refused load evicts nothing');
+  });
+
+  it('load events: seconds ≥ 0 and ok / not ok; evict events name the id; only evictions count (not deletes)', async () => {
+    const loadsSeen: Array<[string, boolean]> = [];
+    const evicted: string[] = [];
+    const sizes: Record<string, number> = { a: 100, b: 100, c: 100 };
+    const cache = new AdapterCache({
+      maxBytes: 150,
+      load: async (id) => { if (!(id in sizes)) throw new Error(`no ${id}`); return fake(id, sizes[id]!); },
+      events: {
+        onLoad: (id, seconds, ok) => { assert.ok(seconds >= 0 && seconds < 60, `${seconds}`); loadsSeen.push([id, ok]); },
+        onEvict: (id) => evicted.push(id),
+      },
+    });
+    (await cache.acquire('a')).release();
+    (await cache.acquire('b')).release(); // evicts a
+    await assert.rejects(cache.acquire('zzz'));
+    cache.invalidate('b'); // a delete, not an eviction
+    assert.deepEqual(loadsSeen, [['a', true], ['b', true], ['zzz', false]]);
+    assert.deepEqual(evicted, ['a']);
+    assert.equal(cache.counters.evictions, 1);
+  });
+
+  it('pinned: loaded by loadPinned, counted in bytesHeld and entries, a hit per acquire; repin only re-pins configured ids', async () => {
+    let version = 1;
+    const cache = new AdapterCache({ maxBytes: 50, pinned: ['p'], load: async (id) => ({ ...fake(id, id === 'p' ? 80 : 10), version: String(version) }) });
+    assert.equal(cache.isPinned('p'), true);
+    assert.equal(cache.isCached('p'), false, 'not loaded before loadPinned');
+    await cache.loadPinned();
+    assert.equal(cache.isCached('p'), true);
+    (await cache.acquire('x')).release();
+    assert.equal(cache.bytesHeld, 90, 'pinned bytes (outside the budget) plus the LRU');
+    assert.equal(cache.entries, 2);
+    const l = await cache.acquire('p');
+    assert.deepEqual({ hits: cache.counters.hits, misses: cache.counters.misses }, { hits: 1, misses: 1 });
+    assert.equal(cache.leases, 1);
+    l.release();
+    // A replace: invalidate drops the pin, repin restores it with the new version.
+    version = 2;
+    cache.invalidate('p');
+    assert.equal(cache.isPinned('p'), false);
+    assert.equal(cache.isCached('p'), false);
+    await cache.repin('p');
+    assert.equal(cache.isPinned('p'), true);
+    assert.equal(cache.isCached('p'), true);
+    assert.equal((await cache.acquire('p')).weights.version, '2');
+    // An id that was never pinned stays unpinned and unloaded.
+    await cache.repin('x');
+    assert.equal(cache.isPinned('x'), false);
+  });
+
+  it('leases: a double release counts once; the lease count and bytes held follow every release', async () => {
+    const { cache } = harness(150, { a: 100, b: 100 });
+    const l1 = await cache.acquire('a');
+    const l2 = await cache.acquire('a');
+    assert.equal(cache.leases, 2);
+    l1.release();
+    l1.release(); // again: no effect
+    assert.equal(cache.leases, 1, 'l2 still holds a');
+    (await cache.acquire('b')).release(); // evicts a from the LRU; l2 keeps it held
+    assert.equal(cache.bytesHeld, 200);
+    const l3 = await cache.acquire('a');
+    assert.equal(l3.weights, l2.weights, 'the leased copy is handed out, not reloaded');
+    l2.release();
+    l3.release();
+    assert.equal(cache.leases, 0);
+    (await cache.acquire('b')).release(); // evicts a again; nothing holds it now
+    assert.equal(cache.bytesHeld, 100, 'a released and evicted is no longer held');
+    const fresh = await cache.acquire('a');
+    assert.notEqual(fresh.weights, l2.weights, 'a fresh load, not the released copy');
+    fresh.release();
+  });
+
+  it('a leased adapter evicted and then invalidated is not handed out again', async () => {
+    let version = 1;
+    const cache = new AdapterCache({ maxBytes: 150, load: async (id) => ({ ...fake(id, 100), version: String(version) }) });
+    const old = await cache.acquire('a');
+    (await cache.acquire('b')).release(); // evicts a; old still holds it
+    version = 2;
+    cache.invalidate('a');
+    const fresh = await cache.acquire('a');
+    assert.equal(fresh.weights.version, '2');
+    old.release();
+    fresh.release();
+    assert.equal(cache.leases, 0);
+  });
+
   it('property: after any sequence of acquire/release/invalidate the cache matches a model (hits/misses, bytes held incl. evicted-but-leased)', async (t) => {
     const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
     await fc.assert(
