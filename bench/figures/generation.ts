@@ -8,9 +8,9 @@
 import { DecoderRunner } from '../../src/generation/decoder-runner.js';
 import { SequenceKv } from '../../src/generation/kv-cache.js';
 import type { Figure } from '../context.js';
-import { decode, PlainDecoder } from '../gen/decode.js';
+import { lockstep, PlainDecoder, stepperSource } from '../gen/decode.js';
 import { ALL_ADAPTERS, QV_ADAPTERS } from '../gen/models.js';
-import { gen, prompts, RecordingEngine, scheduler, sleep, startDecoderEngine, submit, type Gen, type GenRequest, type SeqResult } from '../gen/shared.js';
+import { gen, prompts, RecordingEngine, rounds, scheduler, sleep, startDecoderEngine, submit, type Gen, type GenRequest, type SeqResult } from '../gen/shared.js';
 import { interleave, ratios, spread } from '../measure.js';
 import { fmt, missNote, type Row } from '../report.js';
 import { mulberry32, percentile, Zipf } from '../workload.js';
@@ -35,10 +35,10 @@ export const genMixed: Figure = async (ctx) => {
   const ps = prompts(ctx.s.seed, STREAMS, promptLen, g.dec.shape.vocab);
   let out;
   try {
-    out = await interleave({
-      mixed: async () => (await decode(runner, ps, range(STREAMS), ad, tokens)).tokensPerSecond,
-      one: async () => (await decode(runner, ps, range(STREAMS).map(() => 0), ad.slice(0, 1), tokens)).tokensPerSecond,
-    }, { reps: g.reps, warmup: g.warmup, onRound: (r, v) => ctx.log(`  gen-mixed round ${r}: ${JSON.stringify(v)}`) });
+    out = await rounds(g, 'gen-mixed', async () => (await lockstep({
+      mixed: stepperSource(runner, ps, range(STREAMS), ad),
+      one: stepperSource(runner, ps, range(STREAMS).map(() => 0), ad.slice(0, 1)),
+    }, tokens - 1)).tps, ctx.log);
   } finally {
     await runner.close();
   }
@@ -47,7 +47,7 @@ export const genMixed: Figure = async (ctx) => {
     target: { op: '>=', value: 0.9 }, unit: '×', value: spread(ratios(out.mixed, out.one)),
     detail: `${detail('mixed', out.mixed, 'tok/s')}, ${detail('one', out.one, 'tok/s')}`,
   };
-  const notes = [`${STREAMS} streams, ${promptLen}-token prompts prefilled together (untimed), then ${tokens - 1} decode steps timed; DecoderRunner in this thread (${g.threads} intra-op threads); adapters r=8 on q_proj, v_proj; ${g.reps} repeats after ${g.warmup} warm-up, sides alternated within each repeat.`];
+  const notes = [`${STREAMS} streams, ${promptLen}-token prompts prefilled together (untimed), then ${tokens - 1} decode steps per side in lockstep (mixed step, one-adapter step, alternating, order flipped each step); a side's value is ${STREAMS} ÷ its median step time; DecoderRunner in this thread (${g.threads} intra-op threads); adapters r=8 on q_proj, v_proj; ${g.reps} repeats after ${g.warmup} warm-up.`];
   const miss = missNote(row, 'A step of k distinct adapters builds k-entry banks for all 60 slots (buildLoraBanks) and gathers each row\'s A/B from them; with one adapter the bank has one entry.');
   if (miss) notes.push(miss);
   return { title: 'Generation: mixed-adapter decode ÷ one-adapter decode', rows: [row], notes, data: out };
@@ -64,15 +64,15 @@ export const genAdapterOverhead: Figure = async (ctx) => {
   const ps = prompts(ctx.s.seed + 1, STREAMS, promptLen, g.dec.shape.vocab);
   const zeros = range(STREAMS).map(() => 0);
   const none = range(STREAMS).map(() => -1);
-  const settled = async (fn: () => Promise<number>) => { await sleep(SETTLE_MS); return fn(); };
+  const settle = g.threads > 1 ? SETTLE_MS : 0;
   let out;
   try {
-    out = await interleave({
-      qv: () => settled(async () => (await decode(runner, ps, zeros, [qv!], tokens)).tokensPerSecond),
-      none: () => settled(async () => (await decode(runner, ps, none, [], tokens)).tokensPerSecond),
-      plain: () => settled(async () => (await decode(plain, ps, none, [], tokens)).tokensPerSecond),
-      all7: () => settled(async () => (await decode(runner, ps, zeros, [all!], tokens)).tokensPerSecond),
-    }, { reps: g.reps, warmup: g.warmup, onRound: (r, v) => ctx.log(`  gen-adapter-overhead round ${r}: ${JSON.stringify(v)}`) });
+    out = await rounds(g, 'gen-adapter-overhead', async () => (await lockstep({
+      qv: stepperSource(runner, ps, zeros, [qv!]),
+      none: stepperSource(runner, ps, none, []),
+      plain: stepperSource(plain, ps, none, []),
+      all7: stepperSource(runner, ps, zeros, [all!]),
+    }, tokens - 1, settle)).tps, ctx.log);
   } finally {
     await runner.close();
     await plain.close();
@@ -84,7 +84,7 @@ export const genAdapterOverhead: Figure = async (ctx) => {
     { figure: 'gen-adapter-overhead', label: 'decode tokens/s, one adapter (all 7 projections, r=16) ÷ no adapter (slotted)', model: g.name, target: null, unit: '×', value: spread(ratios(out.all7, out.none)), detail: detail('all-7 adapter', out.all7, 'tok/s') },
   ];
   const notes = [
-    `${STREAMS} streams of the same adapter (or none), ${promptLen}-token prompts prefilled untimed, ${tokens - 1} decode steps timed; the slotted model (every one of the 210 projections has a LoRA slot) and the plain optimum export each in one session in this thread, ${g.threads} intra-op threads, ${SETTLE_MS} ms idle before every run (sessions' spinning threads), ${g.reps} repeats.`,
+    `${STREAMS} streams of the same adapter (or none), ${promptLen}-token prompts prefilled untimed, ${tokens - 1} decode steps per side in lockstep (one step of each side in turn, order flipped each step; a side's value is ${STREAMS} ÷ its median step time); the slotted model (every one of the 210 projections has a LoRA slot) and the plain optimum export each in one session in this thread, ${g.threads} intra-op thread(s)${settle ? `, ${settle} ms idle before every step (sessions' spinning threads)` : ''}, ${g.reps} repeats after ${g.warmup} warm-up.`,
     `The slot cost without an adapter (slotted ÷ plain ${fmt(noneVsPlain.median)}×): per slot two Gathers (each row's A/B from the bank), two batched MatMuls over [b, 1, d]×[b, d, R] and an Add, 210 slots in all; with R = 1 zero bank for "no adapter".`,
   ];
   for (const [r, why] of [[rows[0]!, 'The LoRA matmuls are tiny (r=8), so the gap is per-slot op overhead: 4 extra ORT kernels × 60 active slots per step (and 150 slots with a 1-wide zero bank), each launched for [8, 1, d] tensors; at decode (1 token per row) the kernels are latency-bound, not FLOP-bound.'], [rows[1]!, 'Slotted model: 210 slots × (2 Gather + 2 MatMul + Add) kernels per decode step on top of the plain graph; at 1 token per row the launch overhead is a larger share than at prefill. Preparing only the projections adapters use (prepare --targets q_proj,v_proj) removes the other 150 slots.']] as const) {

@@ -7,11 +7,11 @@
  */
 import { DecoderRunner } from '../../src/generation/decoder-runner.js';
 import type { Figure } from '../context.js';
-import { decode } from '../gen/decode.js';
-import { llamaGenerate, openLlamaPeer } from '../gen/llamacpp.js';
+import { decode, lockstep, stepperSource } from '../gen/decode.js';
+import { llamaGenerate, llamaSource, openLlamaPeer } from '../gen/llamacpp.js';
 import { ALL_ADAPTERS, QV_ADAPTERS } from '../gen/models.js';
-import { gen, prompts, sleep } from '../gen/shared.js';
-import { interleave, ratios, spread } from '../measure.js';
+import { gen, prompts, rounds } from '../gen/shared.js';
+import { ratios, spread } from '../measure.js';
 import { fmt, missNote, type Row } from '../report.js';
 
 const STREAMS = 8;
@@ -49,25 +49,21 @@ export const genLlamaCpp: Figure = async (ctx) => {
     const ad8 = await g.load(QV_ADAPTERS.slice(0, STREAMS));
     const base = await peer.context(null);
     const one = await peer.context(g.dec.loraGguf(QV_ADAPTERS[0]!));
-    const ctx8 = [one];
-    for (let i = 1; i < STREAMS; i++) ctx8.push(await peer.context(g.dec.loraGguf(QV_ADAPTERS[i]!)));
-    const settled = async (fn: () => Promise<number>) => { await sleep(SETTLE_MS); return fn(); };
-    const theirsDecode = async (c: typeof base) => {
-      const r = await llamaGenerate(c, p1, n);
-      return (n - 1) / ((r.at[n - 1]! - r.at[0]!) / 1000);
-    };
+    const ctx8: Array<typeof base> = [];
+    for (let i = 0; i < STREAMS; i++) ctx8.push(await peer.context(g.dec.loraGguf(QV_ADAPTERS[i]!)));
+    const settle = g.threads > 1 ? SETTLE_MS : 0;
     let out;
     try {
-      out = await interleave({
-        oursBase: () => settled(async () => (await decode(runner, [p1], [-1], [], n)).tokensPerSecond),
-        theirsBase: () => settled(() => theirsDecode(base)),
-        oursOne: () => settled(async () => (await decode(runner, [p1], [0], ad8.slice(0, 1), n)).tokensPerSecond),
-        theirsOne: () => settled(() => theirsDecode(one)),
-        ours8: () => settled(async () => { const t0 = performance.now(); await decode(runner, p8, p8.map((_, i) => i), ad8, n); return (STREAMS * n) / ((performance.now() - t0) / 1000); }),
-        theirs8: () => settled(async () => { const t0 = performance.now(); await Promise.all(p8.map((p, i) => llamaGenerate(ctx8[i]!, p, n))); return (STREAMS * n) / ((performance.now() - t0) / 1000); }),
-      }, { reps: g.reps, warmup: g.warmup, onRound: (r, v) => ctx.log(`  gen-llamacpp round ${r}: ${JSON.stringify(v)}`) });
+      out = await rounds(g, 'gen-llamacpp', async () => (await lockstep({
+        oursBase: stepperSource(runner, [p1], [-1], []),
+        theirsBase: llamaSource([base], [p1]),
+        oursOne: stepperSource(runner, [p1], [0], ad8.slice(0, 1)),
+        theirsOne: llamaSource([one], [p1]),
+        ours8: stepperSource(runner, p8, p8.map((_, i) => i), ad8),
+        theirs8: llamaSource(ctx8, p8),
+      }, n - 1, settle)).tps, ctx.log);
     } finally {
-      for (const c of [base, ...ctx8]) await c.dispose();
+      for (const c of [base, one, ...ctx8]) await c.dispose();
     }
     const d = (xs: number[]) => { const s = spread(xs); return `${fmt(s.median)} tok/s [${fmt(s.min)}–${fmt(s.max)}]`; };
     const rows: Row[] = [
@@ -76,7 +72,7 @@ export const genLlamaCpp: Figure = async (ctx) => {
       { figure: 'gen-llamacpp', label: 'single stream with one adapter, decode tokens/s: adapterhost ÷ llama.cpp', model: g.name, target: null, unit: '×', value: spread(ratios(out.oursOne, out.theirsOne)), detail: `ours ${d(out.oursOne)}, llama.cpp ${d(out.theirsOne)}` },
     ];
     notes.push(
-      `Timing: ${n} greedy tokens per stream after a 32-token prompt, ${g.threads} thread(s) on both sides (ORT intraOpNumThreads; llama.cpp context threads {ideal, min}), ${g.reps} repeats after ${g.warmup} warm-up, sides interleaved with ${SETTLE_MS} ms idle before each run. Single-stream figures are decode tokens/s (first token → last); the ${STREAMS}-stream figure is end-to-end throughput (${STREAMS}·${n} tokens ÷ wall time, prefill included) — ours one slotted model whose steps mix the ${STREAMS} adapters, theirs ${STREAMS} contexts (one LoRA each) over one model, evaluated concurrently by node-llama-cpp.`,
+      `Timing: after a 32-token prompt (prefilled untimed), ${n - 1} greedy decode steps per side, all six sides in lockstep (one step of each in turn, order flipped every step${settle ? `, ${settle} ms idle before each` : ''}); a side's value is its streams ÷ its median step time (decode tokens/s). ${g.threads} thread(s) on both sides (ORT intraOpNumThreads; llama.cpp context threads {ideal, min}), ${g.reps} repeats after ${g.warmup} warm-up. ${STREAMS} streams: ours one slotted model whose every step mixes the ${STREAMS} adapters in one ORT run; theirs ${STREAMS} contexts (one LoRA each) over the one loaded model, whose next tokens node-llama-cpp evaluates concurrently.`,
       'llama.cpp setup: model and adapters written by bench/gen/gguf.ts from the same safetensors (q/k rows permuted to llama.cpp\'s interleaved RoPE, as convert_hf_to_gguf.py does; lora_B of q/k likewise), F32 weights, F32 KV cache (experimentalKvCacheKeyType/ValueType), flash attention off, getLlama({ gpu: false, build: "never" }): the prebuilt linux-x64 CPU binary from npm.',
     );
     const m = missNote(rows[1]!, 'llama.cpp runs the 8 contexts concurrently, each a batch of one; ours runs one 8-row step. On a CPU with few cores both are compute-bound at this size, so batching gains less than on a GPU, and llama.cpp\'s kernels are faster per token (first row).');

@@ -84,3 +84,60 @@ export class PlainDecoder implements Stepper {
 
   async close(): Promise<void> { await this.session.release(); }
 }
+
+/** Something that decodes a fixed set of streams one step at a time (ours or a peer). */
+export interface StepSource {
+  /** Streams advanced by one step. */
+  rows: number;
+  /** Prefills the prompts (untimed). */
+  start(): Promise<void>;
+  /** One decode step: every stream gets one more token. */
+  step(): Promise<void>;
+  /** Frees the streams; returns each stream's tokens. */
+  end(): Promise<number[][]>;
+}
+
+/** Streams of a Stepper (DecoderRunner or PlainDecoder), greedy. */
+export function stepperSource(d: Stepper, prompts: readonly number[][], rowAdapter: readonly number[], adapters: readonly AdapterPayload[]): StepSource {
+  const g = d.manifest.generation!;
+  const kvs = prompts.map(() => new SequenceKv(g));
+  const tokens = prompts.map(() => [] as number[]);
+  const run = async (feed: (i: number) => readonly number[]) => {
+    const { logits } = await d.step(prompts.map((_, i) => ({ kv: kvs[i]!, tokens: feed(i), adapter: rowAdapter[i]! })), adapters);
+    logits.forEach((l, i) => tokens[i]!.push(argmax(l)));
+  };
+  return {
+    rows: prompts.length,
+    start: () => run((i) => prompts[i]!),
+    step: () => run((i) => [tokens[i]!.at(-1)!]),
+    end: async () => { for (const kv of kvs) kv.clear(); return tokens; },
+  };
+}
+
+/**
+ * Runs the sources in lockstep: all start (untimed), then `steps` rounds in which every source
+ * takes one step, the order reversed each round, with `settleMs` idle before each timed step.
+ * A side's value is rows ÷ its median step time (tokens/s): load that comes and goes on the
+ * machine hits both sides of a ratio within moments, and a median ignores the steps it hit hard.
+ */
+export async function lockstep<K extends string>(sources: Record<K, StepSource>, steps: number, settleMs = 0): Promise<{ tps: Record<K, number>; tokens: Record<K, number[][]> }> {
+  const keys = Object.keys(sources) as K[];
+  const times = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (const k of keys) await sources[k].start();
+  for (let s = 0; s < steps; s++) {
+    for (const k of s % 2 ? [...keys].reverse() : keys) {
+      if (settleMs) await new Promise((r) => setTimeout(r, settleMs));
+      const t0 = performance.now();
+      await sources[k].step();
+      times[k].push(performance.now() - t0);
+    }
+  }
+  const tps = {} as Record<K, number>;
+  const tokens = {} as Record<K, number[][]>;
+  for (const k of keys) {
+    const sorted = [...times[k]].sort((a, b) => a - b);
+    tps[k] = sources[k].rows / (sorted[sorted.length >> 1]! / 1000);
+    tokens[k] = await sources[k].end();
+  }
+  return { tps, tokens };
+}

@@ -5,6 +5,7 @@
  * Greedy decoding (temperature 0), F32 KV cache (as ours), flash attention off.
  */
 import { getLlama, type Llama, type LlamaContext, type LlamaModel, type Token } from 'node-llama-cpp';
+import type { StepSource } from './decode.js';
 
 export interface LlamaPeer {
   llama: Llama;
@@ -45,4 +46,22 @@ export async function llamaGenerate(ctx: LlamaContext, prompt: readonly number[]
   } finally {
     seq.dispose();
   }
+}
+
+/** Greedy streams on llama.cpp contexts (stream i on `contexts[i]`), one token per stream per step. */
+export function llamaSource(contexts: readonly LlamaContext[], prompts: readonly number[][]): StepSource {
+  const seqs = contexts.map((c) => c.getSequence());
+  const gens = seqs.map((s, i) => s.evaluate(prompts[i] as Token[], { temperature: 0 }));
+  const tokens = prompts.map(() => [] as number[]);
+  const next = () => Promise.all(gens.map(async (g, i) => {
+    const r = await g.next();
+    if (r.done) throw new Error('llama.cpp stream ended early');
+    tokens[i]!.push(r.value as number);
+  })).then(() => undefined);
+  return {
+    rows: prompts.length,
+    start: next,
+    step: next,
+    end: async () => { await Promise.all(gens.map((g) => g.return())); for (const s of seqs) s.dispose(); return tokens; },
+  };
 }

@@ -118,4 +118,17 @@ export function submit(s: GenerationScheduler, prompt: readonly number[], adapte
   return { first: firstP, done };
 }
 
+/** `warmup + reps` rounds of `measure` (each returns per-side tokens/s); per side the measured rounds' values. */
+export async function rounds<K extends string>(g: Gen, id: string, measure: () => Promise<Record<K, number>>, log: (m: string) => void): Promise<Record<K, number[]>> {
+  let out: Record<K, number[]> | null = null;
+  for (let r = 0; r < g.warmup + g.reps; r++) {
+    const v = await measure();
+    log(`  ${id} round ${r - g.warmup}: ${Object.entries(v).map(([k, x]) => `${k} ${(x as number).toFixed(2)}`).join(', ')} tok/s`);
+    if (r < g.warmup) continue;
+    out ??= Object.fromEntries(Object.keys(v).map((k) => [k, [] as number[]])) as Record<K, number[]>;
+    for (const k of Object.keys(v) as K[]) out[k].push(v[k]);
+  }
+  return out!;
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
