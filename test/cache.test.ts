@@ -206,6 +206,34 @@ describe('adapter cache', () => {
     assert.equal(cache.leases, 0);
   });
 
+  it('the stale load finishing first does not end the newer load in progress: later misses join it', async () => {
+    const { cache, gates, replace } = gated();
+    const first = cache.acquire('a');
+    replace();
+    const second = cache.acquire('a'); // the newer load (gate 1)
+    gates[0]!.open();
+    (await first).release(); // the stale load settles while the newer one is still pending
+    const third = cache.acquire('a');
+    assert.equal(gates.length, 2, 'the third acquire joined the newer load instead of starting another');
+    gates[1]!.open();
+    const [s, t] = await Promise.all([second, third]);
+    assert.equal(s.weights, t.weights);
+    s.release();
+    t.release();
+  });
+
+  it('an evicted adapter of exactly the budget, still leased, goes back into the LRU when acquired again', async () => {
+    const { cache } = harness(100, { a: 100, b: 100 });
+    const held = await cache.acquire('a');
+    (await cache.acquire('b')).release(); // evicts a
+    const again = await cache.acquire('a');
+    assert.equal(again.weights, held.weights);
+    assert.equal(cache.isCached('a'), true);
+    assert.equal(cache.lruBytes, 100);
+    held.release();
+    again.release();
+  });
+
   it('property: after any sequence of acquire/release/invalidate the cache matches a model (hits/misses, bytes held incl. evicted-but-leased)', async (t) => {
     const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
     await fc.assert(
