@@ -22,7 +22,7 @@ import { cachePressure, residentMany } from './figures/cache.js';
 import { healthzStall, httpOverhead, soak } from './figures/http.js';
 import { genBatching, genAdapterOverhead, genMixed, genTtft } from './figures/generation.js';
 import { genSse } from './figures/gen-http.js';
-import { generationSection, sectionOf, spliceSection } from './gen/docs.js';
+import { generationSection, sectionOf, spliceSection, storeFigures } from './gen/docs.js';
 import { genLlamaCpp } from './figures/llamacpp.js';
 import { coldLoad } from './figures/load.js';
 import { memoryPerAdapter } from './figures/memory.js';
@@ -166,7 +166,8 @@ async function main(): Promise<void> {
     const encoderFigures = figures.filter((f) => !GENERATION.has(f.id));
     const genFigures = figures.filter((f) => GENERATION.has(f.id));
     const section = genFigures.length
-      ? generationSection(info, genFigures, readFileSync(path.join(ROOT, 'bench', 'gen', 'METHOD.md'), 'utf8').trim())
+      ? generationSection(await storeFigures(path.join(ROOT, 'docs', 'benchmarks-generation.json'), info, genFigures, [...GENERATION]),
+        readFileSync(path.join(ROOT, 'bench', 'gen', 'METHOD.md'), 'utf8').trim())
       : sectionOf(page);
     let out = page;
     if (encoderFigures.length) {
