@@ -33,12 +33,17 @@ export const genMixed: Figure = async (ctx) => {
   const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: 'cpu' });
   const ad = await g.load(QV_ADAPTERS.slice(0, STREAMS));
   const ps = prompts(ctx.s.seed, STREAMS, promptLen, g.dec.shape.vocab);
+  const ms = { mixed: { feed: [] as number[], run: [] as number[] }, one: { feed: [] as number[], run: [] as number[] } };
   let out;
   try {
-    out = await rounds(g, 'gen-mixed', async () => (await lockstep({
-      mixed: stepperSource(runner, ps, range(STREAMS), ad),
-      one: stepperSource(runner, ps, range(STREAMS).map(() => 0), ad.slice(0, 1)),
-    }, tokens - 1)).tps, ctx.log);
+    out = await rounds(g, 'gen-mixed', async () => {
+      const r = await lockstep({
+        mixed: stepperSource(runner, ps, range(STREAMS), ad),
+        one: stepperSource(runner, ps, range(STREAMS).map(() => 0), ad.slice(0, 1)),
+      }, tokens - 1);
+      for (const k of ['mixed', 'one'] as const) { ms[k].feed.push(...r.sources[k].feedMs!); ms[k].run.push(...r.sources[k].runMs!); }
+      return r.tps;
+    }, ctx.log);
   } finally {
     await runner.close();
   }
@@ -47,8 +52,9 @@ export const genMixed: Figure = async (ctx) => {
     target: { op: '>=', value: 0.9 }, unit: '×', value: spread(ratios(out.mixed, out.one)),
     detail: `${detail('mixed', out.mixed, 'tok/s')}, ${detail('one', out.one, 'tok/s')}`,
   };
-  const notes = [`${STREAMS} streams, ${promptLen}-token prompts prefilled together (untimed), then ${tokens - 1} decode steps per side in lockstep (mixed step, one-adapter step, alternating, order flipped each step); a side's value is ${STREAMS} ÷ its median step time; DecoderRunner in this thread (${g.threads} intra-op threads); adapters r=8 on q_proj, v_proj; ${g.reps} repeats after ${g.warmup} warm-up.`];
-  const miss = missNote(row, 'A step of k distinct adapters builds k-entry banks for all 60 slots (buildLoraBanks) and gathers each row\'s A/B from them; with one adapter the bank has one entry.');
+  const notes = [`${STREAMS} streams, ${promptLen}-token prompts prefilled together (untimed), then ${tokens - 1} decode steps per side in lockstep (mixed step, one-adapter step, alternating, order flipped each step); a side's value is ${STREAMS} ÷ its median step time; DecoderRunner in this thread (${g.threads} intra-op threads); adapters r=8 on q_proj, v_proj; ${g.reps} repeats after ${g.warmup} warm-up.`,
+    `Per decode step (median ms): building the feeds ${fmt(spread(ms.mixed.feed).median)} mixed vs ${fmt(spread(ms.one.feed).median)} one adapter; the ORT run ${fmt(spread(ms.mixed.run).median)} vs ${fmt(spread(ms.one.run).median)}. A step's feeds hold a bank per LoRA slot — 210 slots, [k, d_in, R] and [k, R, d_out] with k the step's distinct adapters and R the largest rank — so ${STREAMS} adapters make every bank ${STREAMS}× larger, zeros included for the 150 slots (k, o, gate, up, down) these q,v adapters do not touch.`];
+  const miss = missNote(row, `The extra cost is the banks (the note above): src/runtime/lora-banks.ts builds k-entry banks at the largest rank for all 210 slots every step, and ORT gathers each row's entry from them. Giving a slot that no adapter of the step touches a rank-1 bank (exact: zero padding) and reusing a step's banks while its adapter set repeats (decode steps repeat it for many steps) would remove most of it.`);
   if (miss) notes.push(miss);
   return { title: 'Generation: mixed-adapter decode ÷ one-adapter decode', rows: [row], notes, data: out };
 };
@@ -65,14 +71,20 @@ export const genAdapterOverhead: Figure = async (ctx) => {
   const zeros = range(STREAMS).map(() => 0);
   const none = range(STREAMS).map(() => -1);
   const settle = g.threads > 1 ? SETTLE_MS : 0;
+  const SIDES = ['qv', 'none', 'plain', 'all7'] as const;
+  const ms = Object.fromEntries(SIDES.map((k) => [k, { feed: [] as number[], run: [] as number[] }])) as Record<(typeof SIDES)[number], { feed: number[]; run: number[] }>;
   let out;
   try {
-    out = await rounds(g, 'gen-adapter-overhead', async () => (await lockstep({
-      qv: stepperSource(runner, ps, zeros, [qv!]),
-      none: stepperSource(runner, ps, none, []),
-      plain: stepperSource(plain, ps, none, []),
-      all7: stepperSource(runner, ps, zeros, [all!]),
-    }, tokens - 1, settle)).tps, ctx.log);
+    out = await rounds(g, 'gen-adapter-overhead', async () => {
+      const r = await lockstep({
+        qv: stepperSource(runner, ps, zeros, [qv!]),
+        none: stepperSource(runner, ps, none, []),
+        plain: stepperSource(plain, ps, none, []),
+        all7: stepperSource(runner, ps, zeros, [all!]),
+      }, tokens - 1, settle);
+      for (const k of SIDES) { ms[k].feed.push(...r.sources[k].feedMs!); ms[k].run.push(...r.sources[k].runMs!); }
+      return r.tps;
+    }, ctx.log);
   } finally {
     await runner.close();
     await plain.close();
@@ -85,6 +97,7 @@ export const genAdapterOverhead: Figure = async (ctx) => {
   ];
   const notes = [
     `${STREAMS} streams of the same adapter (or none), ${promptLen}-token prompts prefilled untimed, ${tokens - 1} decode steps per side in lockstep (one step of each side in turn, order flipped each step; a side's value is ${STREAMS} ÷ its median step time); the slotted model (every one of the 210 projections has a LoRA slot) and the plain optimum export each in one session in this thread, ${g.threads} intra-op thread(s)${settle ? `, ${settle} ms idle before every step (sessions' spinning threads)` : ''}, ${g.reps} repeats after ${g.warmup} warm-up.`,
+    `Per decode step (median ms, feeds + ORT run): ${SIDES.map((k) => `${k} ${fmt(spread(ms[k].feed).median)} + ${fmt(spread(ms[k].run).median)}`).join(', ')}.`,
     `The slot cost without an adapter (slotted ÷ plain ${fmt(noneVsPlain.median)}×): per slot two Gathers (each row's A/B from the bank), two batched MatMuls over [b, 1, d]×[b, d, R] and an Add, 210 slots in all; with R = 1 zero bank for "no adapter".`,
   ];
   for (const [r, why] of [[rows[0]!, 'The LoRA matmuls are tiny (r=8), so the gap is per-slot op overhead: 4 extra ORT kernels × 60 active slots per step (and 150 slots with a 1-wide zero bank), each launched for [8, 1, d] tensors; at decode (1 token per row) the kernels are latency-bound, not FLOP-bound.'], [rows[1]!, 'Slotted model: 210 slots × (2 Gather + 2 MatMul + Add) kernels per decode step on top of the plain graph; at 1 token per row the launch overhead is a larger share than at prefill. Preparing only the projections adapters use (prepare --targets q_proj,v_proj) removes the other 150 slots.']] as const) {

@@ -13,7 +13,7 @@ import { buildDecoderFeeds, type StepRow } from '../../src/runtime/decoder-feeds
 /** What both decoders offer: one step over rows, each row's last logits back. */
 export interface Stepper {
   readonly manifest: ModelManifest;
-  step(rows: readonly StepRow[], adapters: readonly AdapterPayload[]): Promise<{ logits: Float32Array[] }>;
+  step(rows: readonly StepRow[], adapters: readonly AdapterPayload[]): Promise<{ logits: Float32Array[]; runMs?: number; feedMs?: number }>;
 }
 
 export interface DecodeResult {
@@ -61,13 +61,16 @@ export class PlainDecoder implements Stepper {
     return new PlainDecoder(session, { ...slotted, loraSlots: [] });
   }
 
-  async step(rows: readonly StepRow[]): Promise<{ logits: Float32Array[] }> {
+  async step(rows: readonly StepRow[]): Promise<{ logits: Float32Array[]; runMs: number; feedMs: number }> {
     const g = this.manifest.generation!;
+    const t0 = performance.now();
     const { feeds: raw, shape } = buildDecoderFeeds(this.manifest, rows, []);
     const feeds: Record<string, ort.Tensor> = {};
     const inputs = new Set(this.session.inputNames);
     for (const [name, f] of Object.entries(raw)) if (inputs.has(name)) feeds[name] = new ort.Tensor(f.type, f.data, f.dims);
+    const t1 = performance.now();
     const res = await this.session.run(feeds);
+    const runMs = performance.now() - t1;
     const total = shape.past + shape.fresh;
     for (let l = 0; l < g.layers; l++) {
       const key = res[g.presentKeys[l]!]!.data as Float32Array;
@@ -79,7 +82,7 @@ export class PlainDecoder implements Stepper {
     const V = g.vocabSize;
     const logits = rows.map((_, i) => all.slice(((i + 1) * shape.fresh - 1) * V, (i + 1) * shape.fresh * V));
     for (const t of Object.values(res)) t.dispose?.();
-    return { logits };
+    return { logits, runMs, feedMs: t1 - t0 };
   }
 
   async close(): Promise<void> { await this.session.release(); }
@@ -95,6 +98,9 @@ export interface StepSource {
   step(): Promise<void>;
   /** Frees the streams; returns each stream's tokens. */
   end(): Promise<number[][]>;
+  /** Per decode step, where the engine reports them: ms building feeds, ms in the ORT run. */
+  feedMs?: number[];
+  runMs?: number[];
 }
 
 /** Streams of a Stepper (DecoderRunner or PlainDecoder), greedy. */
@@ -102,14 +108,16 @@ export function stepperSource(d: Stepper, prompts: readonly number[][], rowAdapt
   const g = d.manifest.generation!;
   const kvs = prompts.map(() => new SequenceKv(g));
   const tokens = prompts.map(() => [] as number[]);
-  const run = async (feed: (i: number) => readonly number[]) => {
-    const { logits } = await d.step(prompts.map((_, i) => ({ kv: kvs[i]!, tokens: feed(i), adapter: rowAdapter[i]! })), adapters);
-    logits.forEach((l, i) => tokens[i]!.push(argmax(l)));
+  const feedMs: number[] = [], runMs: number[] = [];
+  const run = async (feed: (i: number) => readonly number[], record: boolean) => {
+    const r = await d.step(prompts.map((_, i) => ({ kv: kvs[i]!, tokens: feed(i), adapter: rowAdapter[i]! })), adapters);
+    r.logits.forEach((l, i) => tokens[i]!.push(argmax(l)));
+    if (record && r.feedMs !== undefined && r.runMs !== undefined) { feedMs.push(r.feedMs); runMs.push(r.runMs); }
   };
   return {
-    rows: prompts.length,
-    start: () => run((i) => prompts[i]!),
-    step: () => run((i) => [tokens[i]!.at(-1)!]),
+    rows: prompts.length, feedMs, runMs,
+    start: () => run((i) => prompts[i]!, false),
+    step: () => run((i) => [tokens[i]!.at(-1)!], true),
     end: async () => { for (const kv of kvs) kv.clear(); return tokens; },
   };
 }
@@ -120,7 +128,7 @@ export function stepperSource(d: Stepper, prompts: readonly number[][], rowAdapt
  * A side's value is rows ÷ its median step time (tokens/s): load that comes and goes on the
  * machine hits both sides of a ratio within moments, and a median ignores the steps it hit hard.
  */
-export async function lockstep<K extends string>(sources: Record<K, StepSource>, steps: number, settleMs = 0): Promise<{ tps: Record<K, number>; tokens: Record<K, number[][]> }> {
+export async function lockstep<K extends string>(sources: Record<K, StepSource>, steps: number, settleMs = 0): Promise<{ tps: Record<K, number>; tokens: Record<K, number[][]>; sources: Record<K, StepSource> }> {
   const keys = Object.keys(sources) as K[];
   const times = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   for (const k of keys) await sources[k].start();
@@ -139,5 +147,5 @@ export async function lockstep<K extends string>(sources: Record<K, StepSource>,
     tps[k] = sources[k].rows / (sorted[sorted.length >> 1]! / 1000);
     tokens[k] = await sources[k].end();
   }
-  return { tps, tokens };
+  return { tps, tokens, sources };
 }
