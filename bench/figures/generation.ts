@@ -5,6 +5,7 @@
  * first token under load, KV bytes per token. Greedy decoding everywhere; the synthetic model never
  * picks an end-of-sequence token, so every stream generates exactly what it asks for.
  */
+import { setMaxListeners } from 'node:events';
 import { DecoderRunner } from '../../src/generation/decoder-runner.js';
 import { SequenceKv } from '../../src/generation/kv-cache.js';
 import type { Figure } from '../context.js';
@@ -230,6 +231,7 @@ export const genTtft: Figure = async (ctx) => {
       idle: async () => { const xs: number[] = []; for (let i = 0; i < probes; i++) xs.push(await ttft(i)); return percentile(xs, 50); },
       loaded: async () => {
         const stop = new AbortController();
+        setMaxListeners(32, stop.signal); // 15 streams listen on one signal
         const bg = bgP.map((p, i) => submit(s, p, ad[(i + 3) % 20]!, QV_ADAPTERS[(i + 3) % 20]!, 900, stop.signal));
         await Promise.all(bg.map((b) => b.first)); // all 15 are decoding
         const xs: number[] = [];
