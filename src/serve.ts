@@ -6,6 +6,7 @@ import { loadConfig, type Config } from './config.js';
 import { isAppError } from './errors.js';
 import { createApp, type ServerState } from './http/app.js';
 import { continueGate } from './http/expect-continue.js';
+import { closeOnlyIdleConnections } from './http/idle-connections.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createServices, type Services } from './services.js';
 
@@ -58,6 +59,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const server = http.createServer(app);
   // Expect: 100-continue: the admin check comes before the 100 (see continueGate).
   server.on('checkContinue', continueGate({ adminToken: config.adminToken, state }, app));
+  // A drain closes idle connections, but never one whose response is still being flushed.
+  closeOnlyIdleConnections(server);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import { shutdownTimes } from '../src/serve.js';
 import { copyAdapters, MODEL_DIR, ROOT } from './helpers/http-harness.js';
 import { metricSum, scrape } from './helpers/reliability-kit.js';
-import { LONG_ALIAS, parseSse, rawStream, TINY_ADAPTERS, tinyWithLongAlias, waitFor } from './helpers/generation-kit.js';
+import { LONG_ALIAS, parseSse, rawStream, sleep, TINY_ADAPTERS, tinyWithLongAlias, waitFor } from './helpers/generation-kit.js';
 
 const GRACE_MS = 10_000;
 
@@ -54,6 +54,9 @@ test('SIGTERM during 16 running streams: readers finish, the rest end with finis
     // The readers' sequences resume and end on their own; the other 10 are cut at the grace period's end.
     await waitFor(() => finishes('shutdown') >= 10, GRACE_MS + 5000, 'the cut');
     const cutAfterMs = Date.now() - t0;
+    // They read a little later: their ends wait in the server's buffers meanwhile, and the drain
+    // must not take a connection with unsent bytes for an idle one.
+    await sleep(500);
     for (const s of lateReaders) s.read();
     const code = await exit;
     const exitAfterMs = Date.now() - t0;
