@@ -43,7 +43,11 @@ const rand = mulberry32(seed);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-interface Sample { t: number; rssMiB: number; fds: number; running: number; waiting: number; kvReserved: number }
+interface Sample {
+  t: number; rssMiB: number; fds: number; running: number; waiting: number; kvReserved: number;
+  /** The server's V8 heap in use, its external memory (Buffers, ArrayBuffers) and adapter-cache bytes, MiB. */
+  heapMiB: number; externalMiB: number; cacheMiB: number;
+}
 
 async function procStats(pid: number): Promise<{ rssMiB: number; fds: number }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -172,9 +176,13 @@ async function main(): Promise<void> {
     while (Date.now() < end) {
       const p = await procStats(proc.pid!);
       const m = await (await fetch(`${url}/metrics`)).text();
-      const s: Sample = { t: (Date.now() - t0) / 1000, ...p, running: metric(m, 'adapterhost_num_requests_running'), waiting: metric(m, 'adapterhost_num_requests_waiting'), kvReserved: metric(m, 'adapterhost_kv_cache_reserved_bytes') };
+      const mib = (name: string) => metric(m, name) / 2 ** 20;
+      const s: Sample = {
+        t: (Date.now() - t0) / 1000, ...p, running: metric(m, 'adapterhost_num_requests_running'), waiting: metric(m, 'adapterhost_num_requests_waiting'), kvReserved: metric(m, 'adapterhost_kv_cache_reserved_bytes'),
+        heapMiB: mib('nodejs_heap_size_used_bytes'), externalMiB: mib('nodejs_external_memory_bytes'), cacheMiB: mib('adapterhost_adapter_cache_bytes'),
+      };
       samples.push(s);
-      if (samples.length % 6 === 1) console.log(`t=${s.t.toFixed(0)}s rss=${s.rssMiB.toFixed(1)}MiB fds=${s.fds} running=${s.running} waiting=${s.waiting}`);
+      if (samples.length % 6 === 1) console.log(`t=${s.t.toFixed(0)}s rss=${s.rssMiB.toFixed(1)}MiB heap=${s.heapMiB.toFixed(1)}MiB external=${s.externalMiB.toFixed(1)}MiB cache=${s.cacheMiB.toFixed(1)}MiB fds=${s.fds} running=${s.running} waiting=${s.waiting}`);
       await sleep(10_000);
     }
   })();
@@ -197,7 +205,9 @@ async function main(): Promise<void> {
   const summary = {
     seed, minutes, clients, samples: samples.length, warmupSeconds: (minutes * 60) / 5,
     rssMiBAfterWarmup: range((s) => s.rssMiB), rssMiBFirstHalfMean: mean(warm.slice(0, half), (s) => s.rssMiB), rssMiBSecondHalfMean: mean(warm.slice(half), (s) => s.rssMiB),
-    fdsAfterWarmup: range((s) => s.fds), finalRssMiB: final.rssMiB, finalFds: final.fds,
+    heapMiBAfterWarmup: range((s) => s.heapMiB), heapMiBFirstHalfMean: mean(warm.slice(0, half), (s) => s.heapMiB), heapMiBSecondHalfMean: mean(warm.slice(half), (s) => s.heapMiB),
+    externalMiBAfterWarmup: range((s) => s.externalMiB), cacheMiBAfterWarmup: range((s) => s.cacheMiB),
+    fdsAfterWarmup: range((s) => s.fds), fdsFirstHalfMean: mean(warm.slice(0, half), (s) => s.fds), fdsSecondHalfMean: mean(warm.slice(half), (s) => s.fds), finalRssMiB: final.rssMiB, finalFds: final.fds,
     requests: Object.fromEntries([...statuses.entries()].sort()), cancels, uploads, fivexx, leftAtEnd: left, exitCode: code,
   };
   console.log(JSON.stringify(summary, null, 2));
