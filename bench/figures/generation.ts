@@ -167,9 +167,9 @@ async function runPolicy(g: Gen, engine: RecordingEngine, reqs: GenRequest[], po
 /** Continuous batching ÷ one request at a time ÷ static batching; KV bytes per token held. */
 export const genBatching: Figure = async (ctx) => {
   const g = await gen(ctx);
-  const count = g.quick ? 16 : 64;
+  const count = g.quick ? 32 : 64;
   const seqCount = g.quick ? 4 : 16;
-  const meanGapMs = g.quick ? 150 : 100;
+  const meanGapMs = 100;
   const engine = new RecordingEngine(await startDecoderEngine(g));
   const kv: number[] = [];
   const stepMs = { one: [] as number[], full: [] as number[] };
