@@ -28,6 +28,17 @@ describe('clients that stop reading', () => {
   test('20 streams that read nothing pause (bounded buffers) while other streams run to the end; after --stream-stall-ms they are cancelled and freed', async () => {
     const t = await startGen({ streamStallMs: 3000 }, { longAlias: true });
     try {
+      /** 10 reading streams at once; their parsed bodies and the wall time they took (printed, not asserted). */
+      const readers = async () => {
+        const t0 = performance.now();
+        const out = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+          const s = rawStream(t.url, '/v1/completions', { model: TINY_MODELS[i % 3], prompt: `a reader ${i}`, max_tokens: 30, temperature: 0, stream: true, stream_options: { include_usage: true } });
+          return parseSse((await s.body()).raw);
+        }));
+        return { out, ms: performance.now() - t0 };
+      };
+      await readers(); // loads the adapters
+      const alone = await readers();
       const rss0 = process.memoryUsage().rss;
       const idle = Array.from({ length: 20 }, (_, i) => rawStream(t.url, '/v1/completions', { model: LONG_ALIAS, prompt: `nobody reads stream ${i}`, max_tokens: 200, temperature: 0, stream: true }, { paused: true }));
       assert.deepEqual(await Promise.all(idle.map((s) => s.status)), Array(20).fill(200));
@@ -46,11 +57,11 @@ describe('clients that stop reading', () => {
       // Other streams flow while the 20 sit out: every decode row of this phase belongs to them
       // (a paused sequence never runs), and each runs to its end.
       const rows0 = await decodeRows(t.url);
-      const others = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
-        const s = rawStream(t.url, '/v1/completions', { model: TINY_MODELS[i % 3], prompt: `a reader ${i}`, max_tokens: 30, temperature: 0, stream: true, stream_options: { include_usage: true } });
-        return parseSse((await s.body()).raw);
-      }));
+      const beside = await readers();
+      const others = beside.out;
       const rows1 = await decodeRows(t.url);
+      console.log(`# 10 reading streams: ${alone.ms.toFixed(0)} ms alone, ${beside.ms.toFixed(0)} ms beside the 20 paused ones`);
+      assert.deepEqual(others.map((o) => o.text), alone.out.map((o) => o.text), 'the same text as without the paused streams');
       for (const o of others) {
         assert.ok(o.done, 'a reading stream ends with [DONE]');
         assert.ok(o.finish === 'stop' || o.finish === 'length', String(o.finish));
