@@ -89,3 +89,19 @@ export async function ensureDecoder(root: string, repoRoot: string, size: Decode
     madeSeconds: (performance.now() - t0) / 1000,
   };
 }
+
+/**
+ * The same export slotted for q_proj and v_proj only (60 slots instead of 210), for the figure
+ * that shows what slots cost when a deployment's adapters touch fewer projections. Made once.
+ */
+export async function ensureQvSlotted(d: BenchDecoder): Promise<{ dir: string; manifest: ModelManifest }> {
+  const dir = path.join(path.dirname(d.slottedDir), 'slotted-qv');
+  if (!existsSync(path.join(dir, 'model.json'))) {
+    await prepareModel({
+      modelPath: d.plainPath, tokenizerPath: path.join(path.dirname(d.plainPath), 'tokenizer.json'),
+      targets: ['q_proj', 'v_proj'], heads: [], maxRank: 16, baseModel: `synthetic-${d.size}`, task: 'text-generation', maxLength: MAX_POSITIONS, outDir: dir,
+    });
+  }
+  return { dir, manifest: await loadManifest(dir) };
+}
+
