@@ -9,6 +9,9 @@
  *
  * Not in CI or `npm test`. Run it niced on a shared machine:
  *   npx tsc -p tsconfig.json && nice -n 10 node dist/bench/soak-generation.js --minutes 30 [--clients 6] [--seed N] [--out soak.json]
+ * `--mix gen` (generation only) or `--mix classify` (classification and uploads only) narrow the
+ * load; `--env KEY=VALUE` (repeatable) sets the server's environment (e.g. MALLOC_ARENA_MAX=2),
+ * to tell where memory goes.
  */
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -24,7 +27,15 @@ const TOKEN = 'soak-admin-token-0123456789abcdef';
 
 const { values } = parseArgs({ options: {
   minutes: { type: 'string', default: '30' }, clients: { type: 'string', default: '6' }, seed: { type: 'string' }, out: { type: 'string' },
+  mix: { type: 'string', default: 'all' }, env: { type: 'string', multiple: true, default: [] },
 } });
+if (!['all', 'gen', 'classify'].includes(values.mix!)) throw new Error('--mix must be all, gen or classify');
+const serverEnv: Record<string, string> = { PATH: process.env.PATH ?? '' };
+for (const kv of values.env ?? []) {
+  const i = kv.indexOf('=');
+  if (i <= 0) throw new Error(`--env takes KEY=VALUE, got ${kv}`);
+  serverEnv[kv.slice(0, i)] = kv.slice(i + 1);
+}
 const minutes = Number(values.minutes);
 const clients = Number(values.clients);
 const seed = values.seed ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
@@ -62,7 +73,7 @@ function metric(text: string, name: string): number {
 }
 
 async function main(): Promise<void> {
-  console.log(`soak: ${minutes} min, ${clients} clients, seed ${seed}`);
+  console.log(`soak: ${minutes} min, ${clients} clients, mix ${values.mix}, seed ${seed}, server env ${JSON.stringify(serverEnv)}`);
   const enc = await mkdtemp(path.join(os.tmpdir(), 'adapterhost-soak-enc-'));
   const dec = await mkdtemp(path.join(os.tmpdir(), 'adapterhost-soak-dec-'));
   await cp(path.join(ROOT, 'adapters'), enc, { recursive: true });
@@ -74,7 +85,7 @@ async function main(): Promise<void> {
 
   const proc = spawn(process.execPath, [path.join(ROOT, 'dist/src/cli.js'), 'serve', '--port', '0', '--threads', '1',
     '--model-dir', path.join(ROOT, 'models/demo'), '--adapters-dir', enc, '--model-dir', path.join(ROOT, 'models/demo-llm'), '--adapters-dir', dec,
-    '--admin-token', TOKEN, '--max-waiting-seqs', '64', '--log-level', 'info'], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    '--admin-token', TOKEN, '--max-waiting-seqs', '64', '--log-level', 'info'], { cwd: ROOT, env: serverEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); if (stderr.length > 100_000) stderr = stderr.slice(-50_000); });
   const lines = createInterface({ input: proc.stdout! });
@@ -159,7 +170,7 @@ async function main(): Promise<void> {
 
   async function client(): Promise<void> {
     while (Date.now() < end) {
-      const x = rand();
+      const x = values.mix === 'gen' ? 0 : values.mix === 'classify' ? 0.6 + rand() * 0.4 : rand();
       try {
         if (x < 0.6) await generate();
         else if (x < 0.95) await classify();
@@ -203,7 +214,7 @@ async function main(): Promise<void> {
   const half = Math.floor(warm.length / 2);
   const mean = (xs: Sample[], f: (s: Sample) => number) => xs.reduce((a, s) => a + f(s), 0) / Math.max(1, xs.length);
   const summary = {
-    seed, minutes, clients, samples: samples.length, warmupSeconds: (minutes * 60) / 5,
+    seed, minutes, clients, mix: values.mix, env: serverEnv, samples: samples.length, warmupSeconds: (minutes * 60) / 5,
     rssMiBAfterWarmup: range((s) => s.rssMiB), rssMiBFirstHalfMean: mean(warm.slice(0, half), (s) => s.rssMiB), rssMiBSecondHalfMean: mean(warm.slice(half), (s) => s.rssMiB),
     heapMiBAfterWarmup: range((s) => s.heapMiB), heapMiBFirstHalfMean: mean(warm.slice(0, half), (s) => s.heapMiB), heapMiBSecondHalfMean: mean(warm.slice(half), (s) => s.heapMiB),
     externalMiBAfterWarmup: range((s) => s.externalMiB), cacheMiBAfterWarmup: range((s) => s.cacheMiB),
