@@ -56,10 +56,11 @@ test('token feeds: ids as int64, mask 1 below each length, token types zero; dim
   assert.deepEqual(Object.keys(buildFeeds(manifest(null), b)).sort(), ['A0', 'A1', 'B0', 'B1', 'C', 'W', 'adapter_index', 'attention_mask', 'input_ids']);
 });
 
-test('LoRA banks: padded to the largest rank with exact zeros; a skipped slot and the base entry are zeros', () => {
+for (const order of ['small rank first', 'large rank first'] as const) test(`LoRA banks (${order}): padded to the largest rank with exact zeros; a skipped slot and the base entry are zeros`, () => {
   // Adapter 0: rank 2 on slot 0 only. Adapter 1: rank 3 on both slots. Rows: 0, base, 1, 0.
-  const a0: AdapterPayload = { slots: [slot(0, 2, 1), null], heads: [null] };
-  const a1: AdapterPayload = { slots: [slot(0, 3, 200), slot(1, 3, 300)], heads: [null] };
+  const small: AdapterPayload = { slots: [slot(0, 2, 1), null], heads: [null] };
+  const large: AdapterPayload = { slots: [slot(0, 3, 200), slot(1, 3, 300)], heads: [null] };
+  const [a0, a1] = order === 'small rank first' ? [small, large] : [large, small];
   const f = buildFeeds(manifest(), batch([a0, a1], [0, -1, 1, 0], [1, 1, 1, 1], 1));
   const R = 3;
   const k = 3; // two adapters and the zero entry
@@ -105,10 +106,11 @@ test('buildAdapterIndex: -1 rows point past the adapters; the zero entry only wh
   assert.deepEqual(buildAdapterIndex(0, [-1]), { index: { type: 'int64', data: BigInt64Array.of(0n), dims: [1] }, k: 1, needZero: true });
 });
 
-test('heads: padded to the largest label count (zeros beyond an adapter\'s labels); a head-less adapter gets zeros', () => {
-  const h2: AdapterPayload = { slots: [null, null], heads: [head(2, 10)] };
+for (const order of ['fewer labels first', 'more labels first'] as const) test(`heads (${order}): padded to the largest label count (zeros beyond an adapter's labels); a head-less adapter gets zeros`, () => {
+  const few: AdapterPayload = { slots: [null, null], heads: [head(2, 10)] };
   const none: AdapterPayload = { slots: [null, null], heads: [null] };
-  const h4: AdapterPayload = { slots: [null, null], heads: [head(4, 20)] };
+  const many: AdapterPayload = { slots: [null, null], heads: [head(4, 20)] };
+  const [h2, h4] = order === 'fewer labels first' ? [few, many] : [many, few];
   const b = batch([h2, none, h4], [0, 1, 2, -1], [1, 1, 1, 1], 1);
   const f = buildFeeds(manifest(), b);
   const L = 4;
@@ -124,5 +126,16 @@ test('heads: padded to the largest label count (zeros beyond an adapter\'s label
   });
   for (let i = 0; i < HEAD_IN * L; i++) assert.equal(at(f.W!, 3, Math.floor(i / L), i % L), 0, 'base entry');
   assert.equal(batchLabels(batch([none], [0], [1], 1)), 1, 'at least one label column');
-  assert.equal(batchLabels(batch([h2, h2], [0, 1], [1, 1], 1)), 2);
+  assert.equal(batchLabels(batch([few, few], [0, 1], [1, 1], 1)), 2);
+});
+
+test('banks: false leaves out the LoRA banks and adapter_index (the caller brings them); heads still get an entry per bank row', () => {
+  const a: AdapterPayload = { slots: [slot(0, 2, 1), null], heads: [head(2, 10)] };
+  const b = batch([a], [0, -1], [2, 1], 2);
+  const f = buildFeeds(manifest(), b, { banks: false });
+  assert.deepEqual(Object.keys(f).sort(), ['C', 'W', 'attention_mask', 'input_ids', 'token_type_ids']);
+  assert.deepEqual(f.W!.dims, [2, HEAD_IN, 2], 'the adapter and the zero entry');
+  const full = buildFeeds(manifest(), b);
+  assert.deepEqual([...f.W!.data], [...full.W!.data]);
+  assert.deepEqual([...f.input_ids!.data], [...full.input_ids!.data]);
 });

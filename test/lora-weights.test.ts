@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AdapterLoader } from '../src/adapter/loader.js';
-import { layOutAdapter, mapAdapterToSlots, parsePeftKey, planAdapter } from '../src/adapter/lora-weights.js';
+import { layOutAdapter, mapAdapterToSlots, parsePeftKey, planAdapter, sameBase } from '../src/adapter/lora-weights.js';
 import { writeSafetensors } from '../src/adapter/safetensors.js';
 import type { AdapterStore } from '../src/adapter/store.js';
 import { parsePeftConfig } from '../src/adapter/peft-config.js';
@@ -52,6 +52,10 @@ describe('PEFT key forms', () => {
     ['base_model.model.classifier.weight', { module: 'classifier', part: 'weight' }],
     ['base_model.model.classifier.modules_to_save.default.bias', { module: 'classifier', part: 'bias' }],
     ['base_model.model.something.lora_embedding_A', null],
+    ['base_model.model.classifier.modules_to_save.weight', { module: 'classifier', part: 'weight' }],
+    ['base_model.model.encoder.layer.0.attention.self.query.lora_A.weight.bak', null],
+    ['base_model.model.classifier.weight.bak', null],
+    ['base_model.model.classifier.biases', null],
   ];
   for (const [key, want] of rows) it(key, () => assert.deepEqual(parsePeftKey(key), want));
 });
@@ -92,6 +96,62 @@ describe('mapping an adapter onto the slots', () => {
   it('a hub-style base name with owner matches an alias', () => {
     assert.doesNotThrow(() => map(validTensors(), { base_model_name_or_path: 'someone/tiny-bert' }));
   });
+  it('sameBase: the name or any alias, exactly or by its last path part; trailing slashes ignored', () => {
+    const m = { ...manifest, aliases: ['org/tiny-bert', 'tb-alias'] };
+    for (const ok of ['tiny-bert', 'someone/tiny-bert', './tiny-bert', 'models/tiny-bert//', 'tb-alias', 'x/tb-alias']) assert.equal(sameBase(ok, m), true, ok);
+    for (const no of ['tiny-bert-large', 'tiny', 'tiny-bert/x', '']) assert.equal(sameBase(no, m), false, no);
+  });
+  it('the head: bias copied as is, labels and maxRank from the tensors', () => {
+    const w = map();
+    assert.deepEqual([...w.heads[0]!.bias], [1, 2]);
+    assert.equal(w.heads[0]!.labels, 2);
+    assert.equal(w.maxRank, 2);
+    const m = validTensors(2);
+    m.set('base_model.model.encoder.layer.1.attention.self.value.lora_A.weight', t([3, 4]));
+    m.set('base_model.model.encoder.layer.1.attention.self.value.lora_B.weight', t([4, 3]));
+    assert.equal(map(m, { rank_pattern: { 'layer.1.attention.self.value': 3 } }).maxRank, 3, 'the largest rank of any slot');
+  });
+  it('a head without a bias gets a zero bias', () => {
+    const m = validTensors();
+    m.delete('base_model.model.classifier.bias');
+    assert.deepEqual([...map(m).heads[0]!.bias], [0, 0]);
+  });
+  it('head-less adapters (no modules_to_save) are accepted, partial ones too', () => {
+    const m = validTensors();
+    m.delete('base_model.model.classifier.weight');
+    m.delete('base_model.model.classifier.bias');
+    const w = map(m, { modules_to_save: null, id2label: null });
+    assert.deepEqual(w.heads, [null]);
+    assert.ok(w.slots.every(Boolean));
+    for (const k of [...m.keys()]) if (k.includes('value')) m.delete(k);
+    const partial = map(m, { modules_to_save: null, id2label: null, target_modules: ['query'] });
+    assert.deepEqual(partial.slots.map(Boolean), [true, false, true, false]);
+    assert.deepEqual(partial.heads, [null]);
+  });
+  it('a text-generation base refuses modules_to_save', () => {
+    const decoder = { ...manifest, task: 'text-generation' as const, heads: [] };
+    const m = validTensors();
+    m.delete('base_model.model.classifier.weight');
+    m.delete('base_model.model.classifier.bias');
+    assert.throws(() => mapAdapterToSlots('x', 'v1', decoder, parsePeftConfig(cfgJson({ id2label: null }), { maxRank: 4 }), m),
+      (e: unknown) => isAppError(e, 'INCOMPATIBLE_ADAPTER') && /modules_to_save \(classifier\) is not supported on a text-generation base/.test((e as Error).message));
+    assert.doesNotThrow(() => mapAdapterToSlots('x', 'v1', decoder, parsePeftConfig(cfgJson({ id2label: null, modules_to_save: null }), { maxRank: 4 }), m));
+    m.set('base_model.model.classifier.weight', t([2, 4]));
+    assert.throws(() => mapAdapterToSlots('x', 'v1', decoder, parsePeftConfig(cfgJson({ id2label: null, modules_to_save: null }), { maxRank: 4 }), m), /is not a head of the base \(heads: none\)/);
+  });
+  for (const [where, key, index, value] of [
+    ['lora_A', 'base_model.model.encoder.layer.0.attention.self.query.lora_A.weight', 3, Number.NaN],
+    ['lora_B', 'base_model.model.encoder.layer.1.attention.self.value.lora_B.weight', 5, Number.POSITIVE_INFINITY],
+    ['the head weight', 'base_model.model.classifier.weight', 7, Number.NEGATIVE_INFINITY],
+    ['the head bias', 'base_model.model.classifier.bias', 1, Number.NaN],
+  ] as const) {
+    it(`layOutAdapter: a non-finite value in ${where} is INVALID_SAFETENSORS`, () => {
+      const m = validTensors();
+      m.get(key)!.data[index] = value;
+      const plan = planAdapter('x', manifest, parsePeftConfig(cfgJson(), { maxRank: 4 }), m);
+      assert.throws(() => layOutAdapter(plan, 'v1'), (e: unknown) => isAppError(e, 'INVALID_SAFETENSORS') && /adapter "x": a weight is NaN or infinite/.test((e as Error).message));
+    });
+  }
 
   const bad: Array<{ name: string; tensors?: (m: Map<string, DecodedTensor>) => void; cfg?: Record<string, unknown>; expect: RegExp }> = [
     { name: 'unknown key', tensors: (m) => m.set('base_model.model.foo.bar', t([1])), expect: /not a LoRA .* key/ },
@@ -110,6 +170,17 @@ describe('mapping an adapter onto the slots', () => {
     { name: 'modules_to_save head missing', tensors: (m) => { m.delete('base_model.model.classifier.weight'); m.delete('base_model.model.classifier.bias'); }, expect: /modules_to_save names classifier but the file has no classifier.weight/ },
     { name: 'another base model', cfg: { base_model_name_or_path: 'bert-base-uncased' }, expect: /"bert-base-uncased" is not this server's base model "tiny-bert"/ },
     { name: 'no tensors at all', tensors: (m) => m.clear(), cfg: { modules_to_save: null }, expect: /no LoRA tensors for any slot/ },
+    { name: 'module without a slot names the prepared targets', tensors: (m) => { m.set('base_model.model.encoder.layer.0.attention.self.key.lora_B.weight', t([3, 2])); }, expect: /has no LoRA slot in the base \(prepared targets: query, value\)/ },
+    { name: 'a saved module that is not a head', tensors: (m) => m.set('base_model.model.pooler.dense.weight', t([4, 4])), expect: /tensor "base_model\.model\.pooler\.dense\.weight": module pooler\.dense is not a head of the base \(heads: classifier\)/ },
+    { name: 'the same tensor twice (with and without the adapter-name infix)', tensors: (m) => m.set('base_model.model.encoder.layer.0.attention.self.query.lora_A.default.weight', t([2, 4])), expect: /module encoder\.layer\.0\.attention\.self\.query has two A tensors \(second: "base_model\.model\.encoder\.layer\.0\.attention\.self\.query\.lora_A\.default\.weight"\)/ },
+    { name: 'B without A', tensors: (m) => m.delete('base_model.model.encoder.layer.1.attention.self.value.lora_A.weight'), expect: /value has lora_B but no lora_A/ },
+    { name: 'A that is 1-D', tensors: (m) => m.set('base_model.model.encoder.layer.0.attention.self.query.lora_A.weight', t([8])), expect: /query: lora_A and lora_B must be 2-D \(lora_A is \[8\], lora_B is \[3,2\]\)/ },
+    { name: 'B that is 3-D', tensors: (m) => m.set('base_model.model.encoder.layer.0.attention.self.query.lora_B.weight', t([3, 2, 1])), expect: /must be 2-D \(lora_A is \[2,4\], lora_B is \[3,2,1\]\)/ },
+    { name: 'head weight that is 1-D', tensors: (m) => m.set('base_model.model.classifier.weight', t([4])), expect: /head classifier: weight is \[4\], expected \[labels, 4\]/ },
+    { name: 'head bias that is 2-D', tensors: (m) => m.set('base_model.model.classifier.bias', t([2, 1])), expect: /bias is \[2,1\], expected \[2\]/ },
+    { name: 'head bias without a weight', tensors: (m) => m.delete('base_model.model.classifier.weight'), expect: /head classifier has a bias but no weight/ },
+    { name: 'head with no outputs', tensors: (m) => { m.set('base_model.model.classifier.weight', t([0, 4])); m.set('base_model.model.classifier.bias', t([0])); }, cfg: { id2label: null }, expect: /head classifier has no outputs/ },
+    { name: 'a missing head, modules_to_save naming it among others', tensors: (m) => { m.delete('base_model.model.classifier.weight'); m.delete('base_model.model.classifier.bias'); }, cfg: { modules_to_save: ['score', 'classifier'] }, expect: /modules_to_save names classifier but the file has no classifier\.weight/ },
   ];
   for (const row of bad) {
     it(`refuses: ${row.name}`, () => {
