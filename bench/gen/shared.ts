@@ -71,11 +71,11 @@ export function prompts(seed: number, count: number, len: number | [number, numb
 
 /** A DecoderEngine that records what each step reports (KV bytes and tokens held). */
 export class RecordingEngine implements DecoderEngine {
-  readonly steps: Array<{ rows: number; decode: boolean; kvBytes: number; kvTokens: number; runMs: number }> = [];
+  readonly steps: Array<{ rows: number; decode: boolean; kvBytes: number; kvTokens: number; runMs: number; feedMs: number }> = [];
   constructor(private readonly inner: DecoderEngine) {}
   async step(rows: WorkerStepRow[], adapters: AdapterPayload[]): Promise<DecoderStepResult> {
     const r = await this.inner.step(rows, adapters);
-    this.steps.push({ rows: rows.length, decode: rows.every((x) => x.tokens.length === 1), kvBytes: r.kvBytes, kvTokens: r.kvTokens, runMs: r.runMs });
+    this.steps.push({ rows: rows.length, decode: rows.every((x) => x.tokens.length === 1), kvBytes: r.kvBytes, kvTokens: r.kvTokens, runMs: r.runMs, feedMs: r.feedMs });
     return r;
   }
   free(seqs: number[]): void { this.inner.free(seqs); }
