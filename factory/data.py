@@ -25,7 +25,9 @@ SENTIMENT_DIR = os.path.join(OUT, "npm/sentiment/package/test/fixtures")
 MAN_FR = "/usr/share/man/fr"
 ASTERISK_FR = "/usr/share/doc/asterisk-core-sounds-fr/core-sounds-fr.txt.gz"
 WORDNET = "/usr/share/wordnet"
+DING = "/usr/share/trans/de-en"   # Debian's trans-de-en: the Ding German–English dictionary
 SEED = 1234
+DING_ROWS = int(os.environ.get("DING_ROWS", "1500"))
 
 def read_text(path):
     raw = open(path, "rb").read()
@@ -61,6 +63,14 @@ def hash_split(key):
     return "test" if h % 5 == 0 else "train"
 
 split_of = hash_split
+
+def spam_split(key):
+    """`spam`'s splits: test as hash_split; one in eight training groups is held out as `val`
+    (validation: the decision threshold is chosen there, never on test)."""
+    sp = hash_split(key)
+    if sp == "train" and int(hashlib.sha256(("val/" + str(SEED) + key).encode()).hexdigest()[:8], 16) % 8 == 0:
+        return "val"
+    return sp
 
 def words_span(text, rng, lo=3, hi=8):
     """A run of lo..hi consecutive words of `text` (a short phrase a person might type)."""
@@ -127,6 +137,7 @@ def body_of(msg):
 
 FOOTER = re.compile(r"(?i)^(_{10,}|-{10,} ?yahoo! groups|to unsubscribe from this group|your use of yahoo! groups|"
                     r"-- ?$|-----\s*original message|sent from my|get your free|do you yahoo)")
+SUPERCITE = re.compile(r"^[A-Za-z]{1,6}>")   # "CW> …": a quoted line with the quoted writer's initials
 ATTRIBUTION = re.compile(r"(?i)(wrote|writes|said|schrieb)\s*:\s*$|^\s*(on|at) .{0,80}(wrote|writes)|^\s*quoting ")
 
 def paste_body(body):
@@ -137,7 +148,7 @@ def paste_body(body):
         s = line.strip()
         if FOOTER.match(s) or (s.startswith("--") and len(s) <= 3):
             break  # signature, list footer or forwarded original: the rest is not the message
-        if s.startswith((">", "|")) or ATTRIBUTION.search(s) or re.match(r"(?i)(url|date):", s):
+        if s.startswith((">", "|")) or SUPERCITE.match(s) or ATTRIBUTION.search(s) or re.match(r"(?i)(url|date):", s):
             continue
         out.append(s)
     t = clean(" ".join(out))
@@ -206,6 +217,25 @@ def wordnet_examples():
                     out.append(ex[0].upper() + ex[1:])
     return out
 
+def ding_examples():
+    """English example sentences of the Ding German–English dictionary (Debian's trans-de-en):
+    the full sentences among its English sides ("Are you all right?", "I'm scared to go home."),
+    without the dictionary's markup ([coll.], {adj}, /abbr/), alternatives or placeholders."""
+    out = set()
+    for line in open(DING, encoding="utf-8"):
+        if line.startswith("#") or " :: " not in line:
+            continue
+        for part in line.rstrip("\n").split(" :: ", 1)[1].split(" | "):
+            for s in re.split(r";\s+", part):
+                s = re.sub(r"\[[^\]]*\]|\{[^}]*\}|<[^>]*>|/[A-Za-z.]+/", "", s)
+                s = s.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+                s = clean(s)
+                if re.search(r"\b(sb|sth)\b|…|\.\.\.|[=/(]", s):
+                    continue   # placeholders, elisions, alternatives, notes: not a sentence someone wrote
+                if re.match(r"^[A-Z\"']", s) and re.search(r"[.!?][\"']?$", s) and len(s.split()) >= 3 and len(s) <= 200:
+                    out.add(s)
+    return sorted(out)
+
 # ---------------------------------------------------------------- French (no fortunes-fr in Debian 12)
 def troff_text(src):
     """Plain prose lines of a man page's DESCRIPTION-like sections (macros and escapes dropped)."""
@@ -269,12 +299,14 @@ def write_rows(name, rows):
     print(name, len(rows), "rows:", ", ".join(f"{s}/{f}/{l} {n}" for (s, f, l), n in sorted(counts.items())))
 
 def dedupe(rows):
-    """One row per (form, text); a test text also seen in training is dropped from test."""
+    """One row per (form, text); a held-out (test or val) text also seen in training is dropped;
+    a test text also in val is dropped from test."""
     seen, out = set(), []
     train_texts = {r["text"] for r in rows if r["split"] == "train"}
+    val_texts = {r["text"] for r in rows if r["split"] == "val"}
     for r in rows:
         k = (r["form"], r["text"], r["split"])
-        if k in seen or (r["split"] == "test" and r["text"] in train_texts):
+        if k in seen or (r["split"] in ("test", "val") and r["text"] in train_texts) or (r["split"] == "test" and r["text"] in val_texts):
             continue
         seen.add(k); out.append(r)
     return out
@@ -341,7 +373,7 @@ def main():
     for label, ms in mails.items():
         ms = list(ms); rng.shuffle(ms)
         for m in ms[:1400]:
-            sp = hash_split(thread_key(m))
+            sp = spam_split(thread_key(m))
             rows.append(dict(text=m["body"], label=label, split=sp, form="body"))
             if len(m["subject"]) >= 3:
                 rows.append(dict(text=m["subject"], label=label, split=sp, form="subject"))
@@ -353,11 +385,16 @@ def main():
     # sayings, dialogue) are added as ham, so that plain everyday English is not spam by default.
     fort = sorted({t for t in by_lang["en"] if len(t) <= 200}); rng.shuffle(fort)
     for t in fort[:600]:
-        rows.append(dict(text=t, label="ham", split=split_of(t), form="fortune"))
+        rows.append(dict(text=t, label="ham", split=spam_split(t), form="fortune"))
     # … and WordNet's usage examples ("I can breathe better when the air is clean"): everyday sentences
     examples = sorted(set(wordnet_examples())); rng.shuffle(examples)
     for t in examples[:900]:
-        rows.append(dict(text=t, label="ham", split=split_of(t), form="everyday"))
+        rows.append(dict(text=t, label="ham", split=spam_split(t), form="everyday"))
+    # … and the Ding dictionary's English example sentences ("Are you all right?", "I'm scared
+    # to go home."): spoken, everyday English, a seeded sample
+    phrases = ding_examples(); rng.shuffle(phrases)
+    for t in phrases[:DING_ROWS]:
+        rows.append(dict(text=t, label="ham", split=spam_split(t), form="phrasebook"))
     rows = dedupe(rows); rng.shuffle(rows)
     write_rows("spam", rows)
 

@@ -17,8 +17,11 @@ TASK = {"spam": "is a message spam? (SpamAssassin mail)",
         "sentiment": "is a review positive or negative? (Amazon, IMDb, Yelp sentences)"}
 FORM = {"snippet": "first sentence of a mail body", ("spam", "sentence"): "another sentence of a mail body", "subject": "subject line", "body": "whole body (first 64 tokens)",
         "fortune": "not mail: English fortunes (share called ham)",
-        "everyday": "not mail: WordNet usage examples (share called ham)", "phrase": "short phrase (3–8 words)",
+        "everyday": "not mail: WordNet usage examples (share called ham)",
+        "phrasebook": "not mail: Ding dictionary example sentences (share called ham)", "phrase": "short phrase (3–8 words)",
         "whole": "whole text (first 64 tokens)", "sentence": "one review sentence"}
+
+HAM_ONLY = ("fortune", "everyday", "phrasebook")   # `spam`'s forms that are not mail: all ham
 
 def pct(x):
     return f"{x * 100:.1f} %"
@@ -30,7 +33,7 @@ def accuracy():
         ra = f"{t['r']} ({t['alpha']}{', rsLoRA' if t['use_rslora'] else ''}{''.join(f', {m} r={r}' for m, r in t.get('rank_pattern', {}).items())})"
         for i, (f, s) in enumerate(t["forms"].items()):
             lead = f"| `{k}` | {TASK[k].format(n=len(t['labels']))} | {len(t['labels'])} | {ra} " if i == 0 else "| | | | "
-            if f in ("fortune", "everyday"):  # all ham: accuracy is the share not called spam
+            if f in HAM_ONLY:  # all ham: accuracy is the share not called spam
                 print(f"{lead}| {FORM.get((k, f), FORM[f])} | {s['test']} | {pct(s['accuracy'])} | {pct(s['base_only_accuracy'])} | — |")
                 continue
             acc = f"**{pct(s['accuracy'])}**" if i == 0 else pct(s["accuracy"])
@@ -43,7 +46,7 @@ def accuracy():
     for k in ("spam", "sentiment"):
         t = rep["tasks"].get(k)
         for f, s in (t or {}).get("forms", {}).items():
-            if f not in ("fortune", "everyday"):
+            if f not in HAM_ONLY:
                 print(f"| `{k}` | {FORM.get((k, f), FORM[f])} | " + ", ".join(f"{l} {pct(s['recall'][l])} ({pct(s['base_only_recall'][l])})" for l in t["labels"]) + " |")
 
 def storage():

@@ -5,7 +5,8 @@ golden reference outputs the TypeScript tests compare against.
 usage: python3 factory/train.py <build dir> <repo root>
 Seeded (torch.manual_seed / random.Random). Environment: FACTORY_THREADS (torch threads, default
 2), REUSE_BASE=1 (reload the committed base instead of pretraining), TASKS=spam,lang (train only
-these adapters; the other adapters' report entries and goldens are kept as committed).
+these adapters; the other adapters' report entries and goldens are kept as committed),
+TASK_OVERRIDES='{"spam": {"epochs": 6, "dropout": false}}' (other settings for a trial run).
 See docs/demo-model.md."""
 import json, math, os, random, struct, sys, time
 import numpy as np
@@ -180,7 +181,7 @@ TASKS = [
     # id, file, r, alpha, rslora, rank_pattern, alpha_pattern, dtype; forms: the kinds of input
     # (data.py's `form`), each evaluated on its own; the first is the headline form.
     dict(id="spam", file="spam", r=16, alpha=32, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=4, lr=3e-3,
-         forms=["snippet", "subject", "body", "sentence", "fortune", "everyday"]),
+         forms=["snippet", "subject", "body", "sentence", "fortune", "everyday", "phrasebook"], threshold="val"),
     dict(id="lang", file="lang", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=5, lr=3e-3,
          forms=["phrase", "whole"]),
     dict(id="topic", file="topic", r=16, alpha=16, rslora=True, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=2,
@@ -191,6 +192,9 @@ TASKS = [
          forms=["sentence"]),
 ]
 ONLY = [x for x in os.environ.get("TASKS", "").split(",") if x]
+# TASK_OVERRIDES='{"spam": {"epochs": 6}}': try other settings without editing TASKS (experiments)
+for _t in TASKS:
+    _t.update(json.loads(os.environ.get("TASK_OVERRIDES", "{}")).get(_t["id"], {}))
 TARGETS = ["query", "value"]
 
 def task_data(t):
@@ -200,8 +204,8 @@ def task_data(t):
     lid = {l: i for i, l in enumerate(labels)}
     split = lambda s: [(ids[i], lid[r["label"]], r["text"], r["form"]) for i, r in enumerate(rows) if r["split"] == s]
     if os.environ.get("SMOKE"):
-        return labels, split("train")[:256], split("test")[:256]
-    return labels, split("train"), split("test")
+        return labels, split("train")[:256], split("val")[:256], split("test")[:256]
+    return labels, split("train"), split("val"), split("test")
 
 def lora_modules(model):
     for name, m in model.named_modules():
@@ -260,7 +264,34 @@ def baseline(model, labels, train, test, forms):
     with torch.no_grad():
         return scores(head(xte).argmax(-1), test, labels, forms), head
 
-def train_adapter(model, t, labels, train, test, probe_head):
+def val_summary(model, val, labels, forms):
+    sc = scores(outputs(model, val)[0].argmax(-1), val, labels, forms)
+    return " ".join(f"{f} {s['accuracy'] * 100:.1f}" for f, s in sc.items())
+
+@torch.no_grad()
+def choose_threshold(model, t, labels, val):
+    """Binary tasks with `threshold: "val"`: shift the second label's bias (the decision
+    threshold on logit[1] − logit[0]) to the value that maximises the mean per-form accuracy
+    on the validation rows (every form weighing the same). Chosen on val only, never on test;
+    the shift is stored in the head, so what is served is what is measured."""
+    lg = outputs(model, val)[0]
+    margin = (lg[:, 1] - lg[:, 0]).tolist()
+    y = [c[1] for c in val]
+    forms = [f for f in t["forms"] if any(c[3] == f for c in val)]
+    def objective(d):
+        accs = []
+        for f in forms:
+            idx = [i for i, c in enumerate(val) if c[3] == f]
+            accs.append(sum(1 for i in idx if (margin[i] + d > 0) == (y[i] == 1)) / len(idx))
+        return sum(accs) / len(accs)
+    cands = sorted({0.0} | {round(-m, 3) for m in margin if abs(m) <= 4})
+    best = max(cands, key=lambda d: (objective(d), -abs(d)))   # ties: the smallest shift
+    log(f"{t['id']} threshold on val: logit shift {best:+.3f} (mean per-form val accuracy "
+        f"{objective(0.0) * 100:.1f} -> {objective(best) * 100:.1f})")
+    model.classifier.bias[1] += best
+    return best
+
+def train_adapter(model, t, labels, train, val, test, probe_head):
     torch.manual_seed(SEED)
     # LP-FT: start from the linear probe's head (the base-only baseline), then tune LoRA + head
     model.classifier = nn.Linear(CFG["hidden"], len(labels))
@@ -277,19 +308,23 @@ def train_adapter(model, t, labels, train, test, probe_head):
     steps = sum(len(b) for b in epoch_batches); step = 0
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / steps))
     for ep, batches in enumerate(epoch_batches):
-        model.train(); total = 0.0
+        # dropout: False trains with the frozen base's dropout off (eval mode; gradients still flow)
+        model.train(t.get("dropout", True)); total = 0.0
         for b in batches:
             chunk = [train[j] for j in b]
             logits, _ = model(*batchify([c[0] for c in chunk]))
             loss = F.cross_entropy(logits, torch.tensor([c[1] for c in chunk]))
             opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1; total += loss.item()
-        log(f"{t['id']} epoch {ep} mean loss {total / len(batches):.3f}")
+        log(f"{t['id']} epoch {ep} mean loss {total / len(batches):.3f}" + (f"; val: {val_summary(model, val, labels, t['forms'])}" if val else ""))
     model.eval()
+    shift = choose_threshold(model, t, labels, val) if t.get("threshold") == "val" else 0.0
     if t["dtype"] == "F16":  # the stored weights are what is served: round now, evaluate those
         with torch.no_grad():
             for p in params:
                 p.copy_(p.half().float())
-    return scores(outputs(model, test)[0].argmax(-1), test, labels, t["forms"])
+    if val:
+        log(f"{t['id']} final val: {val_summary(model, val, labels, t['forms'])}")
+    return scores(outputs(model, test)[0].argmax(-1), test, labels, t["forms"]), shift
 
 # ---------------------------------------------------------------- writers
 def write_adapter(model, t, labels):
@@ -379,12 +414,12 @@ def main():
                 report["tasks"][t["id"]] = old_report[t["id"]]; golden["adapters"][t["id"]] = old_golden[t["id"]]
             continue
         torch.manual_seed(SEED)  # each adapter's result depends on its own task only (TASKS=… reproduces it)
-        labels, train, test = task_data(t)
+        labels, train, val, test = task_data(t)
         model.load_state_dict(base_state, strict=False)
         for _, m in lora_modules(model): m.disable_lora()
         base_scores, probe_head = baseline(model, labels, train, test, t["forms"])
         log(t["id"], "base only", json.dumps(base_scores))
-        forms = train_adapter(model, t, labels, train, test, probe_head)
+        forms, shift = train_adapter(model, t, labels, train, val, test, probe_head)
         for f, sc in forms.items():
             sc["base_only_accuracy"] = base_scores[f]["accuracy"]; sc["base_only_recall"] = base_scores[f]["recall"]
             sc["train"] = sum(1 for c in train if c[3] == f)
@@ -393,7 +428,8 @@ def main():
                                         accuracy=head["accuracy"], base_only_accuracy=head["base_only_accuracy"],
                                         chance=head["chance"], forms=forms, epochs=t["epochs"],
                                         r=t["r"], alpha=t["alpha"], use_rslora=t["rslora"], rank_pattern=t["rank_pattern"],
-                                        alpha_pattern=t["alpha_pattern"], lr=t.get("lr", 2e-3), dtype=t["dtype"])
+                                        alpha_pattern=t["alpha_pattern"], lr=t.get("lr", 2e-3), dtype=t["dtype"],
+                                        **(dict(val=len(val), threshold_shift=round(shift, 3)) if t.get("threshold") else {}))
         log(t["id"], json.dumps(report["tasks"][t["id"]]))
         write_adapter(model, t, labels)
         # goldens: held-out rows of every form, round-robin

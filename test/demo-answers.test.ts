@@ -11,13 +11,28 @@ import { after, before, describe, test } from 'node:test';
 import { postJson, ROOT, startTestServer, type TestServer } from './helpers/http-harness.js';
 
 type ByLabel = Record<string, string[]>;
+type ReadmeExample = { adapter: string; text: string; label: string };
 const inputs = JSON.parse(readFileSync(path.join(ROOT, 'test/fixtures/demo-inputs.json'), 'utf8')) as
-  { allowed_misses: Record<string, number> } & Record<string, ByLabel>;
+  { allowed_misses: Record<string, number>; readme: ReadmeExample[] } & Record<string, ByLabel>;
 
 describe('demo adapters on hand-written everyday inputs (real HTTP + engine)', () => {
   let t: TestServer;
   before(async () => { t = await startTestServer(); });
   after(async () => { await t?.stop(); });
+
+  test('the README\'s "Try it" examples get the answers it promises (none wrong)', async () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    assert.ok(inputs.readme.length >= 7, 'the README examples are listed');
+    const wrong: string[] = [];
+    for (const ex of inputs.readme) {
+      assert.ok(readme.includes(JSON.stringify(ex.text)), `README.md no longer shows ${JSON.stringify(ex.text)}`);
+      const r = await postJson(`${t.url}/v1/predict`, { adapter_id: ex.adapter, inputs: [ex.text] });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const got = r.body.predictions[0][0] as { label: string; score: number };
+      if (got.label !== ex.label) wrong.push(`${ex.adapter} "${ex.text}": ${got.label} (${got.score.toFixed(3)}), want ${ex.label}`);
+    }
+    assert.deepEqual(wrong, []);
+  });
 
   for (const adapter of ['spam', 'lang', 'sentiment']) {
     const cases = inputs[adapter]!;
