@@ -367,12 +367,12 @@ test('nesting within the limit gets its precise error; brackets inside strings d
   assert.deepEqual(readSafetensors(file).header.metadata, { brackets: nest(1000) });
 });
 
-test('a shape with more than 64 dimensions is refused at once, with a short message', () => {
-  // 80,000 dimensions of 2^32 (a 900 KB header): multiplying them out as BigInts took minutes, and the message held all of them.
+// 80,000 dimensions of 2^32 (a 900 KB header): multiplying them out as BigInts took minutes, and
+// the message held all of them. The test's timeout catches a return of the minutes (a timing
+// assertion would fail on a loaded machine or under mutation testing's instrumented code).
+test('a shape with more than 64 dimensions is refused at once, with a short message', { timeout: 30_000 }, () => {
   const dims = new Array(80_000).fill(2 ** 32);
-  const t0 = performance.now();
   const err = assertRefused(() => readSafetensors(rawFile(header({ w: entry('F32', dims, [0, 8]) }), 8)), /tensor "w" shape has 80000 dimensions; at most 64 are accepted/);
-  assert.ok(performance.now() - t0 < 1000, `${(performance.now() - t0).toFixed(0)} ms`);
   assert.ok(err.message.length < 300, `${err.message.length} characters`);
   // 64 are fine when they are consistent.
   const ones = new Array(63).fill(1);
