@@ -33,7 +33,8 @@ export default {
   coverageAnalysis: 'perTest',
   mutate: picked.flatMap((m) => MODULES[m].mutate),
   tap: {
-    testFiles: [...new Set(picked.flatMap((m) => MODULES[m].tests))],
+    // MUTATION_TESTS=a.test.ts,b.test.ts narrows the test files (e.g. leaving out slow property tests).
+    testFiles: process.env.MUTATION_TESTS ? process.env.MUTATION_TESTS.split(',') : [...new Set(picked.flatMap((m) => MODULES[m].tests))],
     nodeArgs: ['--test-reporter=tap', '--import', 'tsx', '-r', '{{hookFile}}', '{{testFile}}'],
     forceBail: true,
   },
@@ -41,6 +42,8 @@ export default {
   concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 1),
   timeoutMS: 20_000,
   timeoutFactor: 2,
+  // Instrumented code runs much slower than plain code (a coverage call per expression).
+  dryRunTimeoutMinutes: 20,
   reporters: ['clear-text', 'progress', 'json'],
   jsonReporter: { fileName: `reports/mutation/${name}.json` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
