@@ -201,9 +201,31 @@ describe('adapter cache', () => {
     cache.invalidate('a');
     const fresh = await cache.acquire('a');
     assert.equal(fresh.weights.version, '2');
-    old.release();
+    old.release(); // must not end fresh's hold on a
+    (await cache.acquire('b')).release(); // evicts a (v2) from the LRU; fresh still holds it
+    assert.equal(cache.bytesHeld, 200, 'the leased v2 is still counted as held');
+    const again = await cache.acquire('a');
+    assert.equal(again.weights, fresh.weights, 'handed the leased v2, not a reload');
     fresh.release();
+    again.release();
     assert.equal(cache.leases, 0);
+  });
+
+  it('load seconds are the load\'s duration: at least what it waited, at most what the acquire took', async () => {
+    const seen: Array<[number, boolean]> = [];
+    const cache = new AdapterCache({
+      maxBytes: 1000,
+      load: async (id) => { await new Promise((r) => setTimeout(r, 30)); if (id === 'bad') throw new Error('no'); return fake(id, 10); },
+      events: { onLoad: (_id, seconds, ok) => seen.push([seconds, ok]) },
+    });
+    for (const id of ['good', 'bad']) {
+      const t0 = performance.now();
+      await cache.acquire(id).then((l) => l.release(), () => undefined);
+      const wall = (performance.now() - t0) / 1000;
+      const [seconds, ok] = seen.at(-1)!;
+      assert.equal(ok, id === 'good');
+      assert.ok(seconds >= 0.025 && seconds <= wall, `${id}: ${seconds} s, acquire took ${wall} s`);
+    }
   });
 
   it('the stale load finishing first does not end the newer load in progress: later misses join it', async () => {
