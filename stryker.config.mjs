@@ -17,12 +17,18 @@ const MODULES = {
   store: { mutate: ['src/adapter/store.ts', 'src/adapter/adapter-id.ts'], tests: ['test/store.test.ts'] },
   feeds: { mutate: ['src/runtime/feeds.ts', 'src/runtime/lora-banks.ts'], tests: ['test/feeds.test.ts'] },
   batcher: { mutate: ['src/scheduler/batcher.ts'], tests: ['test/batcher.test.ts'] },
-  'generation-scheduler': { mutate: ['src/generation/scheduler.ts'], tests: ['test/generation-scheduler.test.ts'] },
+  // Its test starts the decoder worker from `decoder-worker.js` beside the module, which does not
+  // exist when the sources run through tsx: left out until the worker URL resolves from source.
+  'generation-scheduler': { mutate: ['src/generation/scheduler.ts'], tests: ['test/generation-scheduler.test.ts'], off: 'its decoder worker cannot start from source (see docs/testing.md)' },
 };
 
-const picked = (process.env.MUTATION_MODULES ?? Object.keys(MODULES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
-for (const m of picked) if (!(m in MODULES)) throw new Error(`MUTATION_MODULES: unknown module "${m}"; known: ${Object.keys(MODULES).join(', ')}`);
-const name = picked.length === Object.keys(MODULES).length ? 'all' : picked.join('+');
+const runnable = Object.keys(MODULES).filter((m) => !MODULES[m].off);
+const picked = (process.env.MUTATION_MODULES ?? runnable.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+for (const m of picked) {
+  if (!(m in MODULES)) throw new Error(`MUTATION_MODULES: unknown module "${m}"; known: ${Object.keys(MODULES).join(', ')}`);
+  if (MODULES[m].off) throw new Error(`MUTATION_MODULES: ${m} is left out: ${MODULES[m].off}`);
+}
+const name = picked.length === runnable.length ? 'all' : picked.join('+');
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
