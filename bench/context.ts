@@ -34,6 +34,8 @@ export interface BenchSettings {
   openLoopSeconds: number;
   /** Intra-op threads of the generation figures' engines, ours and the peers alike (default: the CPU count). */
   threads?: number;
+  /** Repeats of the generation figures when given (--reps); otherwise 3 in quick mode, `reps` in full. */
+  genReps?: number;
 }
 
 export type Log = (msg: string) => void;

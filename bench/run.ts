@@ -97,6 +97,7 @@ function settings(argv: string[]): { s: BenchSettings; only: string[]; writeDocs
     mergedAdapters: full ? 30 : 20,
     openLoopSeconds: full ? 15 : 8,
     threads: Math.round(num(values.threads, 1, 'threads')),
+    ...(values.reps !== undefined ? { genReps: Math.round(num(values.reps, 3, 'reps')) } : {}),
   };
   return { s, only, writeDocs: values['write-docs'] === true };
 }

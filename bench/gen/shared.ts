@@ -49,7 +49,7 @@ export function gen(ctx: BenchContext): Promise<Gen> {
       return {
         dec, loader, quick,
         threads: ctx.s.threads ?? os.availableParallelism(),
-        reps: quick ? Math.min(ctx.s.reps, 3) : ctx.s.reps,
+        reps: ctx.s.genReps ?? (quick ? 3 : ctx.s.reps),
         warmup: 1,
         load: (ids) => Promise.all(ids.map((id) => { let a = cache.get(id); if (!a) cache.set(id, a = loader.load(id)); return a; })),
         name: size === 'smollm2-135m' ? 'synthetic SmolLM2-135M' : 'synthetic SmolLM2-360M',
