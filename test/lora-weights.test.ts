@@ -128,13 +128,22 @@ describe('mapping an adapter onto the slots', () => {
     assert.deepEqual(partial.slots.map(Boolean), [true, false, true, false]);
     assert.deepEqual(partial.heads, [null]);
   });
+  it('modules_to_save naming another module: a missing head is not asked for; a nested head module is matched by its last part', () => {
+    const m = validTensors();
+    m.delete('base_model.model.classifier.weight');
+    m.delete('base_model.model.classifier.bias');
+    assert.deepEqual(map(m, { modules_to_save: ['score'], id2label: null }).heads, [null]);
+    const nested = { ...manifest, heads: [{ ...manifest.heads[0]!, module: 'bert.classifier' }] };
+    assert.throws(() => mapAdapterToSlots('x', 'v1', nested, parsePeftConfig(cfgJson({ id2label: null }), { maxRank: 4 }), m),
+      (e: unknown) => isAppError(e, 'INCOMPATIBLE_ADAPTER') && /^adapter "x" does not fit base model tiny-bert/.test((e as Error).message) && /modules_to_save names bert\.classifier but the file has no bert\.classifier\.weight/.test((e as Error).message));
+  });
   it('a text-generation base refuses modules_to_save', () => {
     const decoder = { ...manifest, task: 'text-generation' as const, heads: [] };
     const m = validTensors();
     m.delete('base_model.model.classifier.weight');
     m.delete('base_model.model.classifier.bias');
-    assert.throws(() => mapAdapterToSlots('x', 'v1', decoder, parsePeftConfig(cfgJson({ id2label: null }), { maxRank: 4 }), m),
-      (e: unknown) => isAppError(e, 'INCOMPATIBLE_ADAPTER') && /modules_to_save \(classifier\) is not supported on a text-generation base/.test((e as Error).message));
+    assert.throws(() => mapAdapterToSlots('x', 'v1', decoder, parsePeftConfig(cfgJson({ id2label: null, modules_to_save: ['classifier', 'score'] }), { maxRank: 4 }), m),
+      (e: unknown) => isAppError(e, 'INCOMPATIBLE_ADAPTER') && /modules_to_save \(classifier, score\) is not supported on a text-generation base/.test((e as Error).message));
     assert.doesNotThrow(() => mapAdapterToSlots('x', 'v1', decoder, parsePeftConfig(cfgJson({ id2label: null, modules_to_save: null }), { maxRank: 4 }), m));
     m.set('base_model.model.classifier.weight', t([2, 4]));
     assert.throws(() => mapAdapterToSlots('x', 'v1', decoder, parsePeftConfig(cfgJson({ id2label: null, modules_to_save: null }), { maxRank: 4 }), m), /is not a head of the base \(heads: none\)/);
@@ -176,6 +185,7 @@ describe('mapping an adapter onto the slots', () => {
     { name: 'B without A', tensors: (m) => m.delete('base_model.model.encoder.layer.1.attention.self.value.lora_A.weight'), expect: /value has lora_B but no lora_A/ },
     { name: 'A that is 1-D', tensors: (m) => m.set('base_model.model.encoder.layer.0.attention.self.query.lora_A.weight', t([8])), expect: /query: lora_A and lora_B must be 2-D \(lora_A is \[8\], lora_B is \[3,2\]\)/ },
     { name: 'B that is 3-D', tensors: (m) => m.set('base_model.model.encoder.layer.0.attention.self.query.lora_B.weight', t([3, 2, 1])), expect: /must be 2-D \(lora_A is \[2,4\], lora_B is \[3,2,1\]\)/ },
+    { name: 'head weight that is 3-D', tensors: (m) => m.set('base_model.model.classifier.weight', t([2, 4, 1])), expect: /head classifier: weight is \[2,4,1\], expected \[labels, 4\]/ },
     { name: 'head weight that is 1-D', tensors: (m) => m.set('base_model.model.classifier.weight', t([4])), expect: /head classifier: weight is \[4\], expected \[labels, 4\]/ },
     { name: 'head bias that is 2-D', tensors: (m) => m.set('base_model.model.classifier.bias', t([2, 1])), expect: /bias is \[2,1\], expected \[2\]/ },
     { name: 'head bias without a weight', tensors: (m) => m.delete('base_model.model.classifier.weight'), expect: /head classifier has a bias but no weight/ },
