@@ -36,6 +36,8 @@ export interface BenchSettings {
   threads?: number;
   /** Repeats of the generation figures when given (--reps); otherwise 3 in quick mode, `reps` in full. */
   genReps?: number;
+  /** onnxruntime-node execution provider of every ORT session the figures make (--execution-provider; default cpu). */
+  executionProvider: string;
 }
 
 export type Log = (msg: string) => void;
@@ -72,7 +74,7 @@ export class BenchContext {
 
   /** The shared inference worker on the slotted synthetic model. */
   engine(): Promise<WorkerEngine> {
-    return (this.engineP ??= this.model().then((m) => startEngine(m.slottedDir, m.manifest)));
+    return (this.engineP ??= this.model().then((m) => startEngine(m.slottedDir, m.manifest, this.s.executionProvider)));
   }
 
   /** Results figures share (e.g. the memory children's measurements), by key. */

@@ -14,7 +14,7 @@ import { loadManifest } from '../src/model/manifest.js';
 import { collectGarbage } from './measure.js';
 import { adapterId } from './models.js';
 import { plainFeeds } from './naive-merged.js';
-import { openStore, SESSION_OPTIONS } from './stack.js';
+import { openStore, sessionOptions } from './stack.js';
 
 interface Snapshot { rss: number; arrayBuffers: number; external: number; heapUsed: number }
 
@@ -70,7 +70,7 @@ async function sessions(slotted: string, merged: string[]) {
   const rows = Array.from({ length: 8 }, (_, r) => Array.from({ length: 24 }, (_, t) => 5 + ((r * 31 + t * 7) % 500)));
   const held: ort.InferenceSession[] = [];
   const open = async (file: string, feeds: Record<string, ort.Tensor>) => {
-    const s = await ort.InferenceSession.create(file, SESSION_OPTIONS);
+    const s = await ort.InferenceSession.create(file, sessionOptions('cpu')); // host memory is what this child measures
     await s.run(feeds);
     held.push(s);
   };

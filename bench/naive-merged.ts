@@ -5,7 +5,7 @@
  * one adapter (oldest adapter first), as any server built this way must.
  */
 import ort from 'onnxruntime-node';
-import { SESSION_OPTIONS, type Server } from './stack.js';
+import { sessionOptions, type Server } from './stack.js';
 
 /** Token tensors of a plain (unslotted) export: input_ids, attention_mask, token_type_ids `[batch, seq]`. */
 export function plainFeeds(rows: ReadonlyArray<readonly number[]>, padId: number): Record<string, ort.Tensor> {
@@ -31,6 +31,8 @@ export interface MergedServerOptions {
   capacity: number;
   maxBatchRows: number;
   padId: number;
+  /** The execution provider of every session (the run's). */
+  executionProvider: string;
 }
 
 export class MergedModelServer implements Server {
@@ -67,7 +69,7 @@ export class MergedModelServer implements Server {
       await victim.release();
     }
     const t0 = performance.now();
-    const created = await ort.InferenceSession.create(this.o.paths[adapter]!, SESSION_OPTIONS);
+    const created = await ort.InferenceSession.create(this.o.paths[adapter]!, sessionOptions(this.o.executionProvider));
     this.loadSeconds += (performance.now() - t0) / 1000;
     this.loads++;
     this.open.set(adapter, created);

@@ -54,6 +54,8 @@ export interface RunInfo {
   threads: number;
   /** Intra-op threads of the generation figures' engines (ours and llama.cpp), when they ran. */
   generationThreads?: number;
+  /** The execution provider of the run's ORT sessions (--execution-provider). */
+  executionProvider?: string;
   loadAverage: { start: number[]; end: number[] };
   models: Record<string, string>;
   command: string;
@@ -107,7 +109,7 @@ export function consoleTable(rows: Row[]): string {
 function infoLines(info: RunInfo): string[] {
   return [
     `- Machine: ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB RAM; load average ${info.loadAverage.start.map((x) => x.toFixed(2)).join(' / ')} at start, ${info.loadAverage.end.map((x) => x.toFixed(2)).join(' / ')} at the end (1/5/15 min)`,
-    `- Node ${info.node}, onnxruntime-node ${info.onnxruntime}, CPU execution provider, ${info.threads} intra-op threads, graph optimization "all"`,
+    `- Node ${info.node}, onnxruntime-node ${info.onnxruntime}, ${(info.executionProvider ?? 'cpu').toUpperCase()} execution provider, ${info.threads} intra-op threads, graph optimization "all"`,
     `- Date: ${info.date}; mode: ${info.mode}; command: \`${info.command}\`; total ${info.totalSeconds.toFixed(0)} s (model and adapter files made or reused: ${info.setupSeconds.toFixed(0)} s)`,
     ...Object.entries(info.models).map(([k, v]) => `- Model "${k}": ${v}`),
   ];

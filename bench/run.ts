@@ -22,7 +22,7 @@ import { cachePressure, residentMany } from './figures/cache.js';
 import { healthzStall, httpOverhead, soak } from './figures/http.js';
 import { genBatching, genAdapterOverhead, genMixed, genTtft } from './figures/generation.js';
 import { genSse } from './figures/gen-http.js';
-import { generationSection, sectionOf, spliceSection, storeFigures } from './gen/docs.js';
+import { blockOf, generationSection, sectionOf, SOAK_BEGIN, SOAK_END, spliceSection, storeFigures } from './gen/docs.js';
 import { genLlamaCpp } from './figures/llamacpp.js';
 import { coldLoad } from './figures/load.js';
 import { memoryPerAdapter } from './figures/memory.js';
@@ -58,6 +58,7 @@ const GENERATION = new Set(Object.keys(FIGURES).filter((f) => f.startsWith('gen-
 
 const USAGE = `usage: npm run bench -- [--quick | --full] [--only <figure>[,<figure>…]] [--write-docs]
                           [--soak-seconds N] [--reps N] [--seed N] [--threads N]
+                          [--execution-provider cpu|webgpu]
 figures: ${Object.keys(FIGURES).join(', ')}`;
 
 function settings(argv: string[]): { s: BenchSettings; only: string[]; writeDocs: boolean } {
@@ -65,7 +66,7 @@ function settings(argv: string[]): { s: BenchSettings; only: string[]; writeDocs
     args: argv,
     options: {
       quick: { type: 'boolean' }, full: { type: 'boolean' }, only: { type: 'string' }, 'write-docs': { type: 'boolean' },
-      'soak-seconds': { type: 'string' }, reps: { type: 'string' }, seed: { type: 'string' }, threads: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'soak-seconds': { type: 'string' }, reps: { type: 'string' }, seed: { type: 'string' }, threads: { type: 'string' }, 'execution-provider': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
@@ -98,7 +99,9 @@ function settings(argv: string[]): { s: BenchSettings; only: string[]; writeDocs
     openLoopSeconds: full ? 15 : 8,
     threads: Math.round(num(values.threads, 1, 'threads')),
     ...(values.reps !== undefined ? { genReps: Math.round(num(values.reps, 3, 'reps')) } : {}),
+    executionProvider: values['execution-provider'] ?? 'cpu',
   };
+  if (!['cpu', 'webgpu'].includes(s.executionProvider)) throw new Error(`--execution-provider must be cpu or webgpu, got ${s.executionProvider}\n${USAGE}`);
   return { s, only, writeDocs: values['write-docs'] === true };
 }
 
@@ -146,6 +149,7 @@ async function main(): Promise<void> {
     onnxruntime: ortVersion(),
     threads: os.availableParallelism(),
     generationThreads: s.threads ?? 1,
+    executionProvider: s.executionProvider,
     loadAverage: { start: load0, end: os.loadavg() },
     models: {
       ...(genModel ? { [genModel.name]: `${genModel.dec.shape.layers} layers, hidden ${genModel.dec.shape.hidden}, ${genModel.dec.shape.heads} heads (${genModel.dec.shape.kvHeads} KV), MLP ${genModel.dec.shape.inter}, vocab ${genModel.dec.shape.vocab}, tied embeddings; seeded random weights by factory/bench-decoder/make.py (PyTorch, optimum with-past export), slotted by prepareModel --task text-generation (all 7 projections, max rank 16); 20 random PEFT adapters r=8 alpha 16 on q_proj,v_proj and 2 r=16 alpha 32 on all seven; F32 (${(genModel.dec.manifest.baseBytes / 2 ** 20).toFixed(0)} MiB slotted); the same weights as GGUF F32 for llama.cpp` } : {}),
@@ -176,6 +180,9 @@ async function main(): Promise<void> {
       out = `${docsMarkdown(info, encoderFigures, method)}\n`;
     }
     if (section) out = spliceSection(out, section);
+    // The soak figures are written by hand from long runs: a rewritten page keeps them.
+    const soak = blockOf(page, SOAK_BEGIN, SOAK_END);
+    if (soak && !out.includes(soak)) out = `${out.trimEnd()}\n\n${soak}\n`;
     await writeFile(docs, out);
     console.log(`wrote ${path.relative(ROOT, docs)}${encoderFigures.length ? '' : ' (its generation section only)'}`);
   }

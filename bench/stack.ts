@@ -13,13 +13,15 @@ import type { ModelManifest } from '../src/model/manifest.js';
 import { WorkerEngine, type Engine } from '../src/runtime/engine.js';
 import { Batcher, type BatchReport } from '../src/scheduler/batcher.js';
 
-/** Session options as the engine's worker uses them (for sessions the bench creates itself). */
-export const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
-  executionProviders: ['cpu'],
-  intraOpNumThreads: os.availableParallelism(),
-  interOpNumThreads: 1,
-  graphOptimizationLevel: 'all',
-};
+/** Session options as the engine's worker uses them (for sessions the bench creates itself), on the run's execution provider. */
+export function sessionOptions(executionProvider: string): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [executionProvider],
+    intraOpNumThreads: os.availableParallelism(),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  };
+}
 
 /** The batcher's settings in every figure (the server's defaults, except a moderate batch). */
 export const BATCH = { maxBatchRows: 8, maxWaitMs: 0, maxQueueRows: 1_000_000 };
@@ -33,8 +35,8 @@ export async function openStore(dir: string): Promise<AdapterStore> {
 }
 
 /** Starts the real inference worker on a slotted model. */
-export function startEngine(modelDir: string, manifest: ModelManifest): Promise<WorkerEngine> {
-  return WorkerEngine.start({ modelDir, manifest, threads: os.availableParallelism(), executionProvider: 'cpu' });
+export function startEngine(modelDir: string, manifest: ModelManifest, executionProvider: string): Promise<WorkerEngine> {
+  return WorkerEngine.start({ modelDir, manifest, threads: os.availableParallelism(), executionProvider });
 }
 
 /** Something that serves one single-row request for an adapter (by index). */

@@ -11,7 +11,7 @@ import type { Figure } from '../context.js';
 import { alternate, ratios, spread } from '../measure.js';
 import { plainFeeds } from '../naive-merged.js';
 import { fmt, missNote, type Row } from '../report.js';
-import { SESSION_OPTIONS } from '../stack.js';
+import { sessionOptions } from '../stack.js';
 import { makeWorkload } from '../workload.js';
 import path from 'node:path';
 
@@ -85,8 +85,8 @@ export const adapterOverhead: Figure = async (ctx) => {
   const rows = rowsOf(ctx, m.shape.vocab);
   const withAdapter = batchOf(rows, ctx.padId, [adapter!], rows.map(() => 0));
   const noAdapter = batchOf(rows, ctx.padId, [], rows.map(() => -1));
-  const slotted = await ort.InferenceSession.create(path.join(m.slottedDir, m.manifest.modelFile), SESSION_OPTIONS);
-  const plain = await ort.InferenceSession.create(m.plainPath, SESSION_OPTIONS);
+  const slotted = await ort.InferenceSession.create(path.join(m.slottedDir, m.manifest.modelFile), sessionOptions(ctx.s.executionProvider));
+  const plain = await ort.InferenceSession.create(m.plainPath, sessionOptions(ctx.s.executionProvider));
   const runSlotted = async (b: BatchInput) => {
     const feeds: Record<string, ort.Tensor> = {};
     for (const [name, f] of Object.entries(buildFeeds(m.manifest, b))) feeds[name] = new ort.Tensor(f.type, f.data, f.dims);

@@ -33,7 +33,7 @@ const detail = (name: string, xs: number[], unit: string) => { const s = spread(
 export const genMixed: Figure = async (ctx) => {
   const g = await gen(ctx);
   const { promptLen, tokens } = decodeShape(g);
-  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: 'cpu' });
+  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: g.executionProvider });
   const ad = await g.load(QV_ADAPTERS.slice(0, STREAMS));
   const ps = prompts(ctx.s.seed, STREAMS, promptLen, g.dec.shape.vocab);
   const ms = { mixed: { feed: [] as number[], run: [] as number[] }, one: { feed: [] as number[], run: [] as number[] } };
@@ -66,10 +66,10 @@ export const genMixed: Figure = async (ctx) => {
 export const genAdapterOverhead: Figure = async (ctx) => {
   const g = await gen(ctx);
   const { promptLen, tokens } = decodeShape(g);
-  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: 'cpu' });
-  const plain = await PlainDecoder.create(g.dec.plainPath, g.dec.manifest, g.threads);
+  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: g.executionProvider });
+  const plain = await PlainDecoder.create(g.dec.plainPath, g.dec.manifest, g.threads, g.executionProvider);
   const qvModel = await ensureQvSlotted(g.dec);
-  const qvRunner = await DecoderRunner.create(qvModel.dir, qvModel.manifest, { threads: g.threads, executionProvider: 'cpu' });
+  const qvRunner = await DecoderRunner.create(qvModel.dir, qvModel.manifest, { threads: g.threads, executionProvider: g.executionProvider });
   const qvStore = new AdapterStore({ dir: g.dec.adaptersDir });
   await qvStore.init();
   const qvOnQvModel = await new AdapterLoader(qvStore, qvModel.manifest).load(QV_ADAPTERS[0]!);

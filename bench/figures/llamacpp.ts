@@ -21,7 +21,7 @@ export const genLlamaCpp: Figure = async (ctx) => {
   const g = await gen(ctx);
   const n = g.quick ? 12 : 32;
   const parityTokens = 16;
-  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: 'cpu' });
+  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: g.executionProvider });
   const peer = await openLlamaPeer(g.dec.ggufPath, g.threads);
   const notes: string[] = [];
   try {

@@ -10,7 +10,7 @@ import { interleave, MiB, ratios, spread } from '../measure.js';
 import { MergedModelServer, plainFeeds } from '../naive-merged.js';
 import { fmt } from '../report.js';
 import { SameAdapterBatcher } from '../same-adapter-batcher.js';
-import { BATCH, closedLoop, makeStack, openLoop, SESSION_OPTIONS, type Server } from '../stack.js';
+import { BATCH, closedLoop, makeStack, openLoop, sessionOptions, type Server } from '../stack.js';
 import { makeWorkload, percentile } from '../workload.js';
 import { adapterMemory, memoryChild, type SessionMemory } from './memory.js';
 
@@ -48,7 +48,7 @@ export const naiveMerged: Figure = async (ctx) => {
     },
     theirs: async () => {
       const t0 = performance.now();
-      const s = await ort.InferenceSession.create(paths[next % paths.length]!, SESSION_OPTIONS);
+      const s = await ort.InferenceSession.create(paths[next % paths.length]!, sessionOptions(ctx.s.executionProvider));
       await s.run(plainFeeds([row], ctx.padId));
       const ms = performance.now() - t0;
       await s.release();
@@ -64,7 +64,7 @@ export const naiveMerged: Figure = async (ctx) => {
   const budget = sess.slottedRss + n * spread(oursPer).median;
   const capacity = Math.max(1, Math.floor(budget / spread(sess.mergedRss).median));
   const oursStack = makeStack({ store, manifest: m.manifest, engine, padId: ctx.padId, cacheBytes: 2 ** 40, ids: ids.slice(0, n) });
-  const merged = new MergedModelServer({ paths, capacity, maxBatchRows: BATCH.maxBatchRows, padId: ctx.padId });
+  const merged = new MergedModelServer({ paths, capacity, maxBatchRows: BATCH.maxBatchRows, padId: ctx.padId, executionProvider: ctx.s.executionProvider });
   const rows = mode === 'full' ? 40 : 24;
   const work = (round: number) => makeWorkload({ adapters: n, zipfS: 1, count: rows, minTokens, maxTokens, vocab: m.shape.vocab, seed: seed + 300 + round });
   const thrReps = mode === 'full' ? 3 : 2;

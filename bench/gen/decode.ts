@@ -56,8 +56,8 @@ export async function decode(d: Stepper, prompts: readonly number[][], rowAdapte
 export class PlainDecoder implements Stepper {
   private constructor(private readonly session: ort.InferenceSession, readonly manifest: ModelManifest) {}
 
-  static async create(modelPath: string, slotted: ModelManifest, threads: number): Promise<PlainDecoder> {
-    const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  static async create(modelPath: string, slotted: ModelManifest, threads: number, executionProvider = 'cpu'): Promise<PlainDecoder> {
+    const session = await ort.InferenceSession.create(modelPath, { executionProviders: [executionProvider], intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
     return new PlainDecoder(session, { ...slotted, loraSlots: [] });
   }
 

@@ -13,14 +13,14 @@ export const BEGIN = '<!-- generation:begin (written by npm run bench -- --write
 export const END = '<!-- generation:end -->';
 
 /** A figure's latest measurement and the run that made it. */
-export interface StoredFigure { result: FigureResult; run: Pick<RunInfo, 'date' | 'mode' | 'command' | 'cpu' | 'cores' | 'node' | 'onnxruntime' | 'generationThreads' | 'loadAverage' | 'models'> }
+export interface StoredFigure { result: FigureResult; run: Pick<RunInfo, 'date' | 'mode' | 'command' | 'cpu' | 'cores' | 'node' | 'onnxruntime' | 'generationThreads' | 'executionProvider' | 'loadAverage' | 'models'> }
 
 /** Merges this run's generation figures into the stored ones (by id, in `order`) and writes the file. */
 export async function storeFigures(file: string, info: RunInfo, figures: FigureResult[], order: string[]): Promise<StoredFigure[]> {
   const old: StoredFigure[] = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as StoredFigure[]) : [];
-  const { date, mode, command, cpu, cores, node, onnxruntime, generationThreads, loadAverage, models } = info;
+  const { date, mode, command, cpu, cores, node, onnxruntime, generationThreads, executionProvider, loadAverage, models } = info;
   const byId = new Map(old.map((f) => [f.result.id, f]));
-  for (const f of figures) byId.set(f.id, { result: f, run: { date, mode, command, cpu, cores, node, onnxruntime, generationThreads, loadAverage, models } });
+  for (const f of figures) byId.set(f.id, { result: f, run: { date, mode, command, cpu, cores, node, onnxruntime, generationThreads, ...(executionProvider ? { executionProvider } : {}), loadAverage, models } });
   const out = order.flatMap((id) => { const f = byId.get(id); return f ? [f] : []; });
   await writeFile(file, `${JSON.stringify(out, null, 1)}\n`);
   return out;
@@ -39,7 +39,7 @@ export function generationSection(stored: StoredFigure[], method: string): strin
     BEGIN,
     '## Generation',
     '',
-    `- Machine: ${info.cpu}, ${info.cores} cores; Node ${info.node}, onnxruntime-node ${info.onnxruntime} (CPU); ${info.generationThreads ?? 1} intra-op thread(s) for every engine of these figures, ours and llama.cpp alike`,
+    `- Machine: ${info.cpu}, ${info.cores} cores; Node ${info.node}, onnxruntime-node ${info.onnxruntime} (${(info.executionProvider ?? 'cpu').toUpperCase()} provider); ${info.generationThreads ?? 1} intra-op thread(s) for every engine of these figures, ours and llama.cpp alike`,
     ...stored.map((s) => `- \`${s.result.id}\`: measured ${s.run.date} (${s.run.mode}, \`${s.run.command}\`, ${load(s.run.loadAverage)}), ${s.result.seconds.toFixed(0)} s`),
     ...Object.entries(info.models).filter(([k]) => k.startsWith('synthetic SmolLM2')).map(([k, v]) => `- Model "${k}": ${v}`),
     '',
@@ -54,6 +54,17 @@ export function generationSection(stored: StoredFigure[], method: string): strin
     ...figures.flatMap((f) => [`#### ${f.title} (${f.seconds.toFixed(0)} s)`, '', ...f.notes.map((n) => `- ${n}`), '']),
     END,
   ].join('\n');
+}
+
+/** The hand-written soak section (bench/soak-generation.ts runs), which --write-docs keeps as it is. */
+export const SOAK_BEGIN = '<!-- soak-generation:begin';
+export const SOAK_END = '<!-- soak-generation:end -->';
+
+/** The block of `page` from the line starting with `begin` through `end`, or null. */
+export function blockOf(page: string, begin: string, end: string): string | null {
+  const a = page.indexOf(begin);
+  const b = a >= 0 ? page.indexOf(end, a) : -1;
+  return b > a ? page.slice(a, b + end.length) : null;
 }
 
 /** The section of an existing page, or null. */

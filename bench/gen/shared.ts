@@ -25,6 +25,8 @@ export interface Gen {
   loader: AdapterLoader;
   /** Intra-op threads of every engine (ours and the peers), fixed for the run. */
   threads: number;
+  /** Execution provider of our engines (the peers run on the CPU). */
+  executionProvider: string;
   /** Measured repeats of the generation figures (fewer than the encoder's in quick mode: each is seconds of decoding). */
   reps: number;
   warmup: number;
@@ -49,6 +51,7 @@ export function gen(ctx: BenchContext): Promise<Gen> {
       return {
         dec, loader, quick,
         threads: ctx.s.threads ?? os.availableParallelism(),
+        executionProvider: ctx.s.executionProvider,
         reps: ctx.s.genReps ?? (quick ? 3 : ctx.s.reps),
         warmup: 1,
         load: (ids) => Promise.all(ids.map((id) => { let a = cache.get(id); if (!a) cache.set(id, a = loader.load(id)); return a; })),
@@ -83,7 +86,7 @@ export class RecordingEngine implements DecoderEngine {
 }
 
 export async function startDecoderEngine(g: Gen): Promise<DecoderWorkerEngine> {
-  return DecoderWorkerEngine.start({ modelDir: g.dec.slottedDir, manifest: g.dec.manifest, threads: g.threads, executionProvider: 'cpu' });
+  return DecoderWorkerEngine.start({ modelDir: g.dec.slottedDir, manifest: g.dec.manifest, threads: g.threads, executionProvider: g.executionProvider });
 }
 
 export function scheduler(g: Gen, engine: DecoderEngine, over: Partial<SchedulerOptions> = {}): GenerationScheduler {
