@@ -13,54 +13,14 @@ usage: python3 factory/bench-decoder/make.py <out dir> <json spec>
 Token ids 0–9 (the tokenizer's specials, end-of-sequence among them) get zero embedding rows, so
 their logits are 0 while the top logit of a step is well above it: greedy decoding never ends early
 and every figure generates exactly the tokens it asks for, in every engine."""
-import json, math, os, shutil, struct, sys
-import numpy as np
+import json, math, os, shutil, sys
 import torch
-sys.path.insert(0, os.path.dirname(__file__))
+# The demo decoder's factory holds the model (Hugging Face module names), its export in optimum's
+# layout and the safetensors writer; this maker only draws other weights for them.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "decoder"))
 from llama import CFG, LlamaForCausalLM
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for k in sorted(tensors):
-        arr = tensors[k].detach().cpu().numpy().astype(np.float32)
-        b = arr.tobytes(); header[k] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b); off += len(b)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h))); f.write(h)
-        for b in blobs: f.write(b)
-
-def export_with_past(model, path):
-    c = model.c
-    model.eval()
-    L, kvh, dh = c["layers"], c["kv_heads"], c["hidden"] // c["heads"]
-    b, s, p = 2, 3, 4
-    ids = torch.randint(10, c["vocab"], (b, s))
-    mask = torch.ones(b, p + s, dtype=torch.long)
-    pos = torch.arange(p, p + s).expand(b, s).contiguous()
-    past = [torch.zeros(b, kvh, p, dh) for _ in range(2 * L)]
-    past_names = [n for i in range(L) for n in (f"past_key_values.{i}.key", f"past_key_values.{i}.value")]
-    present_names = [n for i in range(L) for n in (f"present.{i}.key", f"present.{i}.value")]
-    dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"},
-           "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-           "position_ids": {0: "batch_size", 1: "sequence_length"},
-           "logits": {0: "batch_size", 1: "sequence_length"}}
-    for n in past_names: dyn[n] = {0: "batch_size", 2: "past_sequence_length"}
-    for n in present_names: dyn[n] = {0: "batch_size", 2: "total_sequence_length"}
-    with torch.no_grad():
-        torch.onnx.export(model, (ids, mask, pos, *past), path,
-                          input_names=["input_ids", "attention_mask", "position_ids", *past_names],
-                          output_names=["logits", *present_names], dynamic_axes=dyn,
-                          opset_version=17, do_constant_folding=True)
-    # torch 1.13 drops the `model` scope from node names; optimum and PEFT keys use /model/layers.N/…
-    import onnx
-    m = onnx.load(path)
-    for n in m.graph.node:
-        if n.name.startswith(("/embed_tokens/", "/layers.", "/norm/")):
-            n.name = "/model" + n.name
-    onnx.save(m, path)
+from onnx_io import export_with_past
+from peft_io import write_safetensors
 
 def peft_config(a, base_name):
     return {"base_model_name_or_path": base_name, "bias": "none", "fan_in_fan_out": False,
