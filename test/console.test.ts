@@ -13,7 +13,7 @@ import { loadConfig } from '../src/config.js';
 import { CONSOLE_CSP } from '../src/http/routes-console.js';
 import { startServer, type RunningServer } from '../src/serve.js';
 import { formatBytes } from '../web/src/format.js';
-import { launchChromium, PageWatch } from './helpers/browser.js';
+import { chromiumSkip, launchChromium, PageWatch } from './helpers/browser.js';
 import { ROOT } from './helpers/demo.js';
 import { getJson, metricValue, postJson, rawRequest, scrape } from './helpers/http-harness.js';
 
@@ -66,7 +66,7 @@ async function waitFor<T>(f: () => Promise<T | null | undefined | false>, what: 
   }
 }
 
-describe('web console in Chromium', () => {
+describe('web console in Chromium', { skip: chromiumSkip }, () => {
   let s: RunningServer;
   let browser: Browser;
   let page: Page;

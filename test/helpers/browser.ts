@@ -1,12 +1,18 @@
 /**
  * A real headless Chromium for the console tests: Debian's `chromium` package driven by
- * playwright-core. A missing browser is a failure, never a skip: `.ci/run` installs it.
+ * playwright-core. Under CI=true a missing browser is a failure (`.ci/run` installs it); elsewhere
+ * the browser tests skip, saying why, so `npm test` runs on a machine with Node alone.
  */
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 /** Where Debian's package puts the browser (CHROMIUM_PATH overrides it). */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** Why the browser tests cannot run here (false when they can, and always false under CI=true: there they must). */
+export const chromiumSkip: string | false = existsSync(CHROMIUM_PATH) || process.env.CI === 'true'
+  ? false
+  : `no Chromium at ${CHROMIUM_PATH} (apt-get install -y chromium, or set CHROMIUM_PATH; CI installs it and fails without it)`;
 
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
