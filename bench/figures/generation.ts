@@ -33,7 +33,11 @@ const detail = (name: string, xs: number[], unit: string) => { const s = spread(
 export const genMixed: Figure = async (ctx) => {
   const g = await gen(ctx);
   const { promptLen, tokens } = decodeShape(g);
-  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: g.executionProvider });
+  // One runner per side, as one server's engine: each keeps its own LoRA banks while its adapter set repeats
+  // (a runner shared by both sides would rebuild them at every step as the sides alternate).
+  const opts = { threads: g.threads, executionProvider: g.executionProvider };
+  const runnerMixed = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, opts);
+  const runnerOne = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, opts);
   const ad = await g.load(QV_ADAPTERS.slice(0, STREAMS));
   const ps = prompts(ctx.s.seed, STREAMS, promptLen, g.dec.shape.vocab);
   const ms = { mixed: { feed: [] as number[], run: [] as number[] }, one: { feed: [] as number[], run: [] as number[] } };
@@ -41,23 +45,24 @@ export const genMixed: Figure = async (ctx) => {
   try {
     out = await rounds(g, 'gen-mixed', async () => {
       const r = await lockstep({
-        mixed: stepperSource(runner, ps, range(STREAMS), ad),
-        one: stepperSource(runner, ps, range(STREAMS).map(() => 0), ad.slice(0, 1)),
+        mixed: stepperSource(runnerMixed, ps, range(STREAMS), ad),
+        one: stepperSource(runnerOne, ps, range(STREAMS).map(() => 0), ad.slice(0, 1)),
       }, tokens - 1);
       for (const k of ['mixed', 'one'] as const) { ms[k].feed.push(...r.sources[k].feedMs!); ms[k].run.push(...r.sources[k].runMs!); }
       return r.tps;
     }, ctx.log);
   } finally {
-    await runner.close();
+    await runnerMixed.close();
+    await runnerOne.close();
   }
   const row: Row = {
     figure: 'gen-mixed', label: `decode tokens/s, ${STREAMS} streams of ${STREAMS} different adapters ÷ ${STREAMS} streams of one adapter`, model: g.name,
     target: { op: '>=', value: 0.9 }, unit: '×', value: spread(ratios(out.mixed, out.one)),
     detail: `${detail('mixed', out.mixed, 'tok/s')}, ${detail('one', out.one, 'tok/s')}`,
   };
-  const notes = [`${STREAMS} streams, ${promptLen}-token prompts prefilled together (untimed), then ${tokens - 1} decode steps per side in lockstep (mixed step, one-adapter step, alternating, order flipped each step); a side's value is ${STREAMS} ÷ its median step time; DecoderRunner in this thread (${g.threads} intra-op threads); adapters r=8 on q_proj, v_proj; ${g.reps} repeats after ${g.warmup} warm-up.`,
-    `Per decode step (median ms): building the feeds ${fmt(spread(ms.mixed.feed).median)} mixed vs ${fmt(spread(ms.one.feed).median)} one adapter; the ORT run ${fmt(spread(ms.mixed.run).median)} vs ${fmt(spread(ms.one.run).median)}. A step's feeds hold a bank per LoRA slot — 210 slots, [k, d_in, R] and [k, R, d_out] with k the step's distinct adapters and R the largest rank — so ${STREAMS} adapters make every bank ${STREAMS}× larger, zeros included for the 150 slots (k, o, gate, up, down) these q,v adapters do not touch.`];
-  const miss = missNote(row, `The extra cost is the banks (the note above): src/runtime/lora-banks.ts builds k-entry banks at the largest rank for all 210 slots every step, and ORT gathers each row's entry from them. Giving a slot that no adapter of the step touches a rank-1 bank (exact: zero padding) and reusing a step's banks while its adapter set repeats (decode steps repeat it for many steps) would remove most of it.`);
+  const notes = [`${STREAMS} streams, ${promptLen}-token prompts prefilled together (untimed), then ${tokens - 1} decode steps per side in lockstep (mixed step, one-adapter step, alternating, order flipped each step); a side's value is ${STREAMS} ÷ its median step time; one DecoderRunner per side in this thread (${g.threads} intra-op threads each), so each keeps its LoRA banks while its adapters repeat, as the server's engine does over steady decode steps; adapters r=8 on q_proj, v_proj; ${g.reps} repeats after ${g.warmup} warm-up.`,
+    `Per decode step (median ms): building the feeds ${fmt(spread(ms.mixed.feed).median)} mixed vs ${fmt(spread(ms.one.feed).median)} one adapter; the ORT run ${fmt(spread(ms.mixed.run).median)} vs ${fmt(spread(ms.one.run).median)}. A step's feeds hold a bank per LoRA slot — 210 slots, [k, d_in, R] and [k, R, d_out] with k the step's distinct adapters and R the largest rank — so ${STREAMS} adapters make every bank ${STREAMS}× larger, zeros included for the 150 slots (k, o, gate, up, down) these q,v adapters do not touch; they are built at a side's first step and reused after (src/runtime/bank-cache.ts), and ORT gathers each row's entry from them at every step.`];
+  const miss = missNote(row, `The extra cost is the banks (the note above): k-entry banks at the largest rank for all 210 slots, which ORT gathers from at every step. Giving a slot that no adapter of the step touches a rank-1 bank would shrink them; today the slotted graph names every bank's rank axis with one dim_param, and ORT refuses banks of different ranks (docs/known-gaps.md).`);
   if (miss) notes.push(miss);
   return { title: 'Generation: mixed-adapter decode ÷ one-adapter decode', rows: [row], notes, data: out };
 };
@@ -66,7 +71,13 @@ export const genMixed: Figure = async (ctx) => {
 export const genAdapterOverhead: Figure = async (ctx) => {
   const g = await gen(ctx);
   const { promptLen, tokens } = decodeShape(g);
-  const runner = await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, { threads: g.threads, executionProvider: g.executionProvider });
+  // One runner per side (each keeps its own LoRA banks while its adapters repeat, as the server's engine does).
+  const ropts = { threads: g.threads, executionProvider: g.executionProvider };
+  const [runnerQv, runnerNone, runnerAll7] = [
+    await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, ropts),
+    await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, ropts),
+    await DecoderRunner.create(g.dec.slottedDir, g.dec.manifest, ropts),
+  ];
   const plain = await PlainDecoder.create(g.dec.plainPath, g.dec.manifest, g.threads, g.executionProvider);
   const qvModel = await ensureQvSlotted(g.dec);
   const qvRunner = await DecoderRunner.create(qvModel.dir, qvModel.manifest, { threads: g.threads, executionProvider: g.executionProvider });
@@ -85,17 +96,17 @@ export const genAdapterOverhead: Figure = async (ctx) => {
   try {
     out = await rounds(g, 'gen-adapter-overhead', async () => {
       const r = await lockstep({
-        qv: stepperSource(runner, ps, zeros, [qv!]),
-        none: stepperSource(runner, ps, none, []),
+        qv: stepperSource(runnerQv, ps, zeros, [qv!]),
+        none: stepperSource(runnerNone, ps, none, []),
         plain: stepperSource(plain, ps, none, []),
-        all7: stepperSource(runner, ps, zeros, [all!]),
+        all7: stepperSource(runnerAll7, ps, zeros, [all!]),
         qvSlots: stepperSource(qvRunner, ps, zeros, [qvOnQvModel]),
       }, tokens - 1, settle);
       for (const k of SIDES) { ms[k].feed.push(...r.sources[k].feedMs!); ms[k].run.push(...r.sources[k].runMs!); }
       return r.tps;
     }, ctx.log);
   } finally {
-    await runner.close();
+    for (const r of [runnerQv, runnerNone, runnerAll7]) await r.close();
     await plain.close();
     await qvRunner.close();
   }
@@ -107,7 +118,7 @@ export const genAdapterOverhead: Figure = async (ctx) => {
     { figure: 'gen-adapter-overhead', label: 'decode tokens/s, one adapter (all 7 projections, r=16) ÷ no adapter (slotted)', model: g.name, target: null, unit: '×', value: spread(ratios(out.all7, out.none)), detail: detail('all-7 adapter', out.all7, 'tok/s') },
   ];
   const notes = [
-    `${STREAMS} streams of the same adapter (or none), ${promptLen}-token prompts prefilled untimed, ${tokens - 1} decode steps per side in lockstep (one step of each side in turn, order flipped each step; a side's value is ${STREAMS} ÷ its median step time); the slotted model (every one of the 210 projections has a LoRA slot) and the plain optimum export each in one session in this thread, ${g.threads} intra-op thread(s)${settle ? `, ${settle} ms idle before every step (sessions' spinning threads)` : ''}, ${g.reps} repeats after ${g.warmup} warm-up.`,
+    `${STREAMS} streams of the same adapter (or none), ${promptLen}-token prompts prefilled untimed, ${tokens - 1} decode steps per side in lockstep (one step of each side in turn, order flipped each step; a side's value is ${STREAMS} ÷ its median step time); the slotted model (every one of the 210 projections has a LoRA slot; one session per side, so each keeps its LoRA banks while its adapters repeat) and the plain optimum export, in this thread, ${g.threads} intra-op thread(s)${settle ? `, ${settle} ms idle before every step (sessions' spinning threads)` : ''}, ${g.reps} repeats after ${g.warmup} warm-up.`,
     `Per decode step (median ms, feeds + ORT run): ${SIDES.map((k) => `${k} ${fmt(spread(ms[k].feed).median)} + ${fmt(spread(ms[k].run).median)}`).join(', ')}.`,
     `The slot cost without an adapter (slotted ÷ plain ${fmt(noneVsPlain.median)}×): per slot two Gathers (each row's A/B from the bank), two batched MatMuls over [b, 1, d]×[b, d, R] and an Add, 210 slots in all; with R = 1 zero bank for "no adapter".`,
   ];
