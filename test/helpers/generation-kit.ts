@@ -9,6 +9,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { mulberry32 } from '../../bench/synthetic-bert.js';
 import type { Config } from '../../src/config.js';
 import type { GenerationScheduler } from '../../src/generation/scheduler.js';
 import { TINY_DIR } from './decoder.js';
@@ -69,16 +70,7 @@ export async function startGen(over: Overrides = {}, opts: { longAlias?: boolean
 }
 
 /** A seeded PRNG (mulberry32): same seed, same run. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seeded = mulberry32;
 
 /** The seed for a seeded test: `SEED` from the environment when set (to replay a run), else a fresh one; printed. */
 export function testSeed(name: string): number {
