@@ -9,6 +9,7 @@ import { SequenceKv } from '../../src/generation/kv-cache.js';
 import type { ModelManifest } from '../../src/model/manifest.js';
 import type { AdapterPayload } from '../../src/runtime/batch.js';
 import { buildDecoderFeeds, type StepRow } from '../../src/runtime/decoder-feeds.js';
+import { appendPresents, lastLogits } from '../../src/runtime/decoder-outputs.js';
 
 /** What both decoders offer: one step over rows, each row's last logits back. */
 export interface Stepper {
@@ -71,16 +72,8 @@ export class PlainDecoder implements Stepper {
     const t1 = performance.now();
     const res = await this.session.run(feeds);
     const runMs = performance.now() - t1;
-    const total = shape.past + shape.fresh;
-    for (let l = 0; l < g.layers; l++) {
-      const key = res[g.presentKeys[l]!]!.data as Float32Array;
-      const value = res[g.presentValues[l]!]!.data as Float32Array;
-      rows.forEach((r, i) => r.kv.append(l, { key, value }, i, total, total - r.tokens.length, r.tokens.length));
-    }
-    rows.forEach((r) => r.kv.commit(r.tokens.length));
-    const all = res[g.logits]!.data as Float32Array;
-    const V = g.vocabSize;
-    const logits = rows.map((_, i) => all.slice(((i + 1) * shape.fresh - 1) * V, (i + 1) * shape.fresh * V));
+    appendPresents(g, res, rows, shape);
+    const logits = lastLogits(res[g.logits]!.data as Float32Array, shape, g.vocabSize);
     for (const t of Object.values(res)) t.dispose?.();
     return { logits, runMs, feedMs: t1 - t0 };
   }

@@ -5,6 +5,7 @@ import type { ModelManifest } from '../model/manifest.js';
 import type { AdapterPayload } from '../runtime/batch.js';
 import { LoraBankCache } from '../runtime/bank-cache.js';
 import { buildDecoderFeeds, type StepRow, type StepShape } from '../runtime/decoder-feeds.js';
+import { appendPresents, lastLogits } from '../runtime/decoder-outputs.js';
 import { DeviceCopier, keepsStateOnDevice, tensorBytes } from '../runtime/device-io.js';
 import { DeviceKv } from './device-kv.js';
 
@@ -104,18 +105,11 @@ export class DecoderRunner {
     const runMs = performance.now() - t1;
     const all = res[g.logits]!.data as Float32Array; // [batch, fresh, vocab]
     if (this.copier) deviceToHost += all.byteLength;
-    const V = g.vocabSize;
-    const logits = rows.map((_, i) => all.slice(((i + 1) * shape.fresh - 1) * V, (i + 1) * shape.fresh * V));
+    const logits = lastLogits(all, shape, g.vocabSize);
     if (dev) {
       dev.keep(rows, shape, mask, res);
     } else {
-      const total = shape.past + shape.fresh;
-      for (let l = 0; l < g.layers; l++) {
-        const key = res[g.presentKeys[l]!]!.data as Float32Array;
-        const value = res[g.presentValues[l]!]!.data as Float32Array;
-        rows.forEach((r, i) => r.kv.append(l, { key, value }, i, total, total - r.tokens.length, r.tokens.length));
-      }
-      rows.forEach((r) => r.kv.commit(r.tokens.length));
+      appendPresents(g, res, rows, shape);
       for (const t of Object.values(res)) t.dispose?.();
     }
     if (dev) res[g.logits]!.dispose();

@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { AppError } from '../errors.js';
 import type { ModelManifest } from '../model/manifest.js';
-import type { StepRow, StepShape } from '../runtime/decoder-feeds.js';
+import { stepTokens, type StepRow, type StepShape } from '../runtime/decoder-feeds.js';
 import type { DeviceCopier } from '../runtime/device-io.js';
 import type { SequenceKv } from './kv-cache.js';
 
@@ -44,22 +44,10 @@ export class DeviceKv {
     const g = m.generation!;
     const batch = rows.length;
     const past = h.total;
-    let fresh = 1;
-    for (const r of rows) fresh = Math.max(fresh, r.tokens.length);
+    const { ids, pos, mask, fresh } = stepTokens(rows, past, g.padId);
     const total = past + fresh;
-    const ids = new BigInt64Array(batch * fresh).fill(BigInt(g.padId));
-    const pos = new BigInt64Array(batch * fresh);
-    const mask = new BigInt64Array(batch * total);
-    rows.forEach((r, i) => {
-      const s = r.tokens.length;
-      const padNew = fresh - s;
-      for (let t = 0; t < s; t++) {
-        ids[i * fresh + padNew + t] = BigInt(r.tokens[t]!);
-        pos[i * fresh + padNew + t] = BigInt(r.kv.length + t);
-      }
-      mask.set(h.mask.subarray(i * past, (i + 1) * past), i * total);
-      for (let t = past + padNew; t < total; t++) mask[i * total + t] = 1n;
-    });
+    // the past is the held tensors': their positions are real where the held step's mask says so
+    rows.forEach((_, i) => mask.set(h.mask.subarray(i * past, (i + 1) * past), i * total));
     const feeds: Record<string, ort.Tensor> = {
       [m.inputs.inputIds]: new ort.Tensor('int64', ids, [batch, fresh]),
       [m.inputs.attentionMask]: new ort.Tensor('int64', mask, [batch, total]),

@@ -17,6 +17,31 @@ export interface StepRow {
 export interface StepShape { batch: number; past: number; fresh: number }
 
 /**
+ * The new tokens of a step over `past` (left-padded) cached positions: ids and position ids
+ * `[batch, fresh]`, left-padded to the longest chunk, and the attention mask `[batch, past + fresh]`
+ * with the new tokens' part set; the caller marks each row's real past positions.
+ */
+export function stepTokens(rows: readonly StepRow[], past: number, padId: number): { ids: BigInt64Array; pos: BigInt64Array; mask: BigInt64Array; fresh: number } {
+  const batch = rows.length;
+  let fresh = 1;
+  for (const r of rows) fresh = Math.max(fresh, r.tokens.length);
+  const total = past + fresh;
+  const ids = new BigInt64Array(batch * fresh).fill(BigInt(padId)); // [batch, fresh]
+  const pos = new BigInt64Array(batch * fresh); // [batch, fresh]
+  const mask = new BigInt64Array(batch * total); // [batch, past + fresh]
+  rows.forEach((r, i) => {
+    const s = r.tokens.length;
+    const padNew = fresh - s;
+    for (let t = 0; t < s; t++) {
+      ids[i * fresh + padNew + t] = BigInt(r.tokens[t]!);
+      pos[i * fresh + padNew + t] = BigInt(r.kv.length + t);
+    }
+    for (let t = past + padNew; t < total; t++) mask[i * total + t] = 1n;
+  });
+  return { ids, pos, mask, fresh };
+}
+
+/**
  * Feeds of one decoder run in optimum's layout. Rows of different cache lengths and different
  * numbers of new tokens share the run: the past is left-padded to the longest cache and the
  * new tokens to the longest chunk; padding has attention_mask 0, so no real token sees it, and
@@ -29,22 +54,10 @@ export function buildDecoderFeeds(
   const g = manifest.generation!;
   const batch = rows.length;
   let past = 0;
-  let fresh = 1;
-  for (const r of rows) { past = Math.max(past, r.kv.length); fresh = Math.max(fresh, r.tokens.length); }
+  for (const r of rows) past = Math.max(past, r.kv.length);
+  const { ids, pos, mask, fresh } = stepTokens(rows, past, g.padId);
   const total = past + fresh;
-  const ids = new BigInt64Array(batch * fresh).fill(BigInt(g.padId)); // [batch, fresh]
-  const pos = new BigInt64Array(batch * fresh); // [batch, fresh]
-  const mask = new BigInt64Array(batch * total); // [batch, past + fresh]
-  rows.forEach((r, i) => {
-    const s = r.tokens.length;
-    const padNew = fresh - s;
-    for (let t = 0; t < s; t++) {
-      ids[i * fresh + padNew + t] = BigInt(r.tokens[t]!);
-      pos[i * fresh + padNew + t] = BigInt(r.kv.length + t);
-    }
-    for (let t = past - r.kv.length; t < past; t++) mask[i * total + t] = 1n;
-    for (let t = past + padNew; t < total; t++) mask[i * total + t] = 1n;
-  });
+  rows.forEach((r, i) => { for (let t = past - r.kv.length; t < past; t++) mask[i * total + t] = 1n; });
   const feeds: Record<string, RawFeed> = {
     [manifest.inputs.inputIds]: { type: 'int64', data: ids, dims: [batch, fresh] },
     [manifest.inputs.attentionMask]: { type: 'int64', data: mask, dims: [batch, total] },
