@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the demo decoder (adapterhost-demo-llama) and its three generative adapters from scratch.
-# Pretraining takes about an hour on 2 idle cores; REUSE_BASE=1 keeps the committed base
+# Pretraining (two phases, see pretrain.py) takes about 65 minutes on 2 idle cores; REUSE_BASE=1 keeps the committed base
 # (models/demo-llm/model.onnx) and retrains the adapters only (~20 min).
 # Needs: apt-get update -o Acquire::Languages=en,it   (fetches Translation-en / Translation-it)
 #        apt-get install python3-torch python3-onnx python3-numpy python3-regex lz4
@@ -24,7 +24,8 @@ $PY factory/decoder/files.py "$B" 256                               # tokenizer_
 node factory/decoder/tokenize.mjs "$B/tokenizer.json" "$B/descriptions.jsonl" "$B"
 $PY factory/decoder/bpe.py encode "$B/tokenizer.json" factory/decoder/parity-texts.json test/fixtures/tokenizer-parity-llm.json
 if [ -z "${REUSE_BASE:-}" ]; then
-  $PY factory/decoder/pretrain.py "$B"
+  $PY factory/decoder/pretrain.py "$B" 1                           # monolingual documents → base-phase1.pt
+  $PY factory/decoder/pretrain.py "$B" 2                           # bilingual package documents → base.pt
   $PY - "$B" <<'PYEOF'
 import os, sys, torch
 sys.path.insert(0, "factory/decoder")
