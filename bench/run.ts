@@ -22,6 +22,7 @@ import { cachePressure, residentMany } from './figures/cache.js';
 import { healthzStall, httpOverhead, soak } from './figures/http.js';
 import { genBatching, genAdapterOverhead, genMixed, genTtft } from './figures/generation.js';
 import { genSse } from './figures/gen-http.js';
+import { genMerged } from './figures/gen-merged.js';
 import { blockOf, generationSection, sectionOf, SOAK_BEGIN, SOAK_END, spliceSection, storeFigures } from './gen/docs.js';
 import { genLlamaCpp } from './figures/llamacpp.js';
 import { coldLoad } from './figures/load.js';
@@ -49,6 +50,7 @@ const FIGURES: Record<string, Figure> = {
   'gen-adapter-overhead': genAdapterOverhead,
   'gen-batching': genBatching,
   'gen-ttft': genTtft,
+  'gen-merged': genMerged,
   'gen-sse': genSse,
   'gen-llamacpp': genLlamaCpp,
 };

@@ -130,7 +130,7 @@ export const genAdapterOverhead: Figure = async (ctx) => {
 };
 
 /** A Poisson / Zipf workload of `count` requests. */
-function workload(g: Gen, seed: number, count: number, meanGapMs: number): GenRequest[] {
+export function workload(g: Gen, seed: number, count: number, meanGapMs: number): GenRequest[] {
   const rand = mulberry32(seed);
   const zipf = new Zipf(QV_ADAPTERS.length, 1, rand);
   const ps = prompts(seed + 7, count, [16, 48], g.dec.shape.vocab);
@@ -150,7 +150,7 @@ type Policy = 'continuous' | 'static' | 'sequential';
  * running until the batch's longest sequence ends (a row past its own max_tokens computes padding
  * tokens that nobody receives, as in a padded batched generate()).
  */
-async function runPolicy(g: Gen, engine: RecordingEngine, reqs: GenRequest[], policy: Policy): Promise<{ tps: number; cpuTps: number; results: SeqResult[] }> {
+export async function runPolicy(g: Gen, engine: RecordingEngine, reqs: GenRequest[], policy: Policy): Promise<{ tps: number; cpuTps: number; results: SeqResult[] }> {
   const c0 = process.cpuUsage();
   const ad = await g.load(QV_ADAPTERS);
   const s = scheduler(g, engine, { maxRunning: policy === 'sequential' ? 1 : 16 });
