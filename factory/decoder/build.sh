@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the demo decoder (adapterhost-demo-llama) and its three generative adapters from scratch.
-# Pretraining (two phases, see pretrain.py) takes about 65 minutes on 2 idle cores; REUSE_BASE=1 keeps the committed base
+# Pretraining (two phases, see pretrain.py) takes about 80 minutes on 2 idle cores; REUSE_BASE=1 keeps the committed base
 # (models/demo-llm/model.onnx) and retrains the adapters only (~20 min).
 # Needs: apt-get update -o Acquire::Languages=en,it   (fetches Translation-en / Translation-it)
 #        apt-get install python3-torch python3-onnx python3-numpy python3-regex lz4

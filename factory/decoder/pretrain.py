@@ -17,7 +17,7 @@ from llama import CFG, LlamaForCausalLM
 BUILD = sys.argv[1]
 PHASE = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 SEED = 4321 + (PHASE - 1)
-STEPS = int(os.environ.get("PRETRAIN_STEPS", "600" if PHASE == 1 else "1500"))
+STEPS = int(os.environ.get("PRETRAIN_STEPS", "600" if PHASE == 1 else "2000"))
 DOCS, INIT, OUT, REPORT = (("pretrain.ids.json", None, "base-phase1.pt", "pretrain-report.json") if PHASE == 1 else
                            ("pretrain2.ids.json", "base-phase1.pt", "base.pt", "pretrain-report-phase2.json"))
 BATCH, SEQ = 16, 256
