@@ -17,9 +17,8 @@ const MODULES = {
   store: { mutate: ['src/adapter/store.ts', 'src/adapter/adapter-id.ts'], tests: ['test/store.test.ts'] },
   feeds: { mutate: ['src/runtime/feeds.ts', 'src/runtime/lora-banks.ts'], tests: ['test/feeds.test.ts'] },
   batcher: { mutate: ['src/scheduler/batcher.ts'], tests: ['test/batcher.test.ts'] },
-  // Its test starts the decoder worker from `decoder-worker.js` beside the module, which does not
-  // exist when the sources run through tsx: left out until the worker URL resolves from source.
-  'generation-scheduler': { mutate: ['src/generation/scheduler.ts'], tests: ['test/generation-scheduler.test.ts'], off: 'its decoder worker cannot start from source (see docs/testing.md)' },
+  // Its test starts the decoder worker; from source it runs decoder-worker.ts (src/runtime/spawn-worker.ts).
+  'generation-scheduler': { mutate: ['src/generation/scheduler.ts'], tests: ['test/generation-scheduler.test.ts'] },
 };
 
 const runnable = Object.keys(MODULES).filter((m) => !MODULES[m].off);

@@ -25,18 +25,18 @@ ADAPTERS_DIR = os.path.join(ROOT, "adapters-llm")
 ADAPTERS = [
     # all seven projections, one rank
     dict(id="summarize", targets=PROJ, r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={},
-         steps=int(os.environ.get("STEPS_SUMMARIZE", "300")), lr=2e-3,
+         steps=int(os.environ.get("STEPS_SUMMARIZE", "500")), lr=2e-3,
          task="English long package description → its one-line English short description",
          card_input="a Debian package's English long description", card_output="its English short description"),
     # all seven projections, smaller rank on the MLP (rank_pattern / alpha_pattern)
     dict(id="translate-it", targets=PROJ, r=16, alpha=32, rslora=False,
          rank_pattern={"gate_proj": 8, "up_proj": 8, "down_proj": 8}, alpha_pattern={"gate_proj": 16, "up_proj": 16, "down_proj": 16},
-         steps=int(os.environ.get("STEPS_TRANSLATE", "400")), lr=2e-3,
+         steps=int(os.environ.get("STEPS_TRANSLATE", "600")), lr=2e-3,
          task="English short package description → the Italian short description",
          card_input="a Debian package's English short description", card_output="the Italian short description (Debian's translators')"),
     # attention only, rsLoRA
     dict(id="riassumi", targets=["q_proj", "k_proj", "v_proj", "o_proj"], r=16, alpha=16, rslora=True, rank_pattern={}, alpha_pattern={},
-         steps=int(os.environ.get("STEPS_RIASSUMI", "300")), lr=2e-3,
+         steps=int(os.environ.get("STEPS_RIASSUMI", "500")), lr=2e-3,
          task="Italian long package description → the Italian short description",
          card_input="a Debian package's Italian long description", card_output="its Italian short description"),
 ]

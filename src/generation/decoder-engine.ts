@@ -3,7 +3,7 @@ import type { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
 import type { ModelManifest } from '../model/manifest.js';
 import type { AdapterPayload } from '../runtime/batch.js';
-import { spawnReadyWorker } from '../runtime/spawn-worker.js';
+import { spawnReadyWorker, workerModule } from '../runtime/spawn-worker.js';
 import type { StepTransfer } from './decoder-runner.js';
 import type { DecoderWorkerInit, DecoderWorkerRequest, DecoderWorkerResponse, WorkerStepRow } from './decoder-worker.js';
 
@@ -67,7 +67,7 @@ export class DecoderWorkerEngine implements DecoderEngine {
   private async spawn(): Promise<void> {
     const { opts } = this;
     const init: DecoderWorkerInit = { modelDir: path.resolve(opts.modelDir), manifest: opts.manifest, threads: opts.threads, executionProvider: opts.executionProvider };
-    const worker = await spawnReadyWorker(new URL('./decoder-worker.js', import.meta.url), init, opts.modelDir);
+    const worker = await spawnReadyWorker(workerModule(import.meta.url, 'decoder-worker'), init, opts.modelDir);
     worker.on('message', (msg: DecoderWorkerResponse) => {
       const p = this.pending.get(msg.id);
       if (!p) return;

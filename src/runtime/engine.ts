@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
-import { spawnReadyWorker } from './spawn-worker.js';
+import { spawnReadyWorker, workerModule } from './spawn-worker.js';
 import type { ModelManifest } from '../model/manifest.js';
 import type { BatchInput, BatchOutput } from './batch.js';
 import type { CrashHow, CrashWhen, WorkerInit, WorkerRequest, WorkerResponse } from './worker.js';
@@ -75,7 +75,7 @@ const silent: EngineLog = { info() {}, warn() {}, error() {} };
 
 /** Starts the inference worker and waits until its session is created. */
 function spawnWorker(init: WorkerInit): Promise<Worker> {
-  return spawnReadyWorker(new URL('./worker.js', import.meta.url), init, init.modelPath);
+  return spawnReadyWorker(workerModule(import.meta.url, 'worker'), init, init.modelPath);
 }
 
 /**
