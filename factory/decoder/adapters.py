@@ -3,6 +3,8 @@ format (adapter_config.json + adapter_model.safetensors + README.md model card),
 PyTorch golden file the TypeScript engine tests compare against.
 
 usage: python3 factory/decoder/adapters.py <build dir> <repo root>
+ONLY=summarize (a comma list) retrains those adapters alone and keeps the others' files, golden
+entries and report rows as they are (same base).
 The base comes from <build>/base.pt, or with REUSE_BASE=1 from the committed slotted model
 (models/demo-llm/model.onnx). Seeded; THREADS may be set in the environment."""
 import json, math, os, random, sys, time
@@ -25,7 +27,7 @@ ADAPTERS_DIR = os.path.join(ROOT, "adapters-llm")
 ADAPTERS = [
     # all seven projections, one rank
     dict(id="summarize", targets=PROJ, r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={},
-         steps=int(os.environ.get("STEPS_SUMMARIZE", "500")), lr=2e-3,
+         steps=int(os.environ.get("STEPS_SUMMARIZE", "1200")), lr=2e-3,
          task="English long package description → its one-line English short description",
          card_input="a Debian package's English long description", card_output="its English short description"),
     # all seven projections, smaller rank on the MLP (rank_pattern / alpha_pattern)
@@ -140,10 +142,19 @@ def merged_copy(model, a):
 def main():
     model = load_base()
     golden = {"base_model": BASE_NAME, "probe_ids": None, "adapters": {}, "base": None}
+    only = [x for x in os.environ.get("ONLY", "").split(",") if x]
+    report = {}
+    if only:
+        unknown = set(only) - {a["id"] for a in ADAPTERS}
+        if unknown:
+            raise SystemExit(f"ONLY: unknown adapter(s) {sorted(unknown)}")
+        golden = json.load(open(os.path.join(ROOT, "test", "fixtures", "golden-llm.json")))
+        report = json.load(open(os.path.join(BUILD, "adapters-report.json")))["adapters"]
     data = {a["id"]: json.load(open(os.path.join(BUILD, f"task-{a['id']}.json"))) for a in ADAPTERS}
     prompts_of = lambda tid: [e["prompt_ids"] for e in data[tid] if e["split"] == "test"][:3]
-    report = {}
     for a in ADAPTERS:
+        if only and a["id"] not in only:
+            continue
         rows = data[a["id"]]
         tr = [e for e in rows if e["split"] == "train"]
         te = [e for e in rows if e["split"] == "test"]
