@@ -5,6 +5,7 @@
  * one adapter (oldest adapter first), as any server built this way must.
  */
 import ort from 'onnxruntime-node';
+import { OpenLru } from './open-lru.js';
 import { sessionOptions, type Server } from './stack.js';
 
 /** Token tensors of a plain (unslotted) export: input_ids, attention_mask, token_type_ids `[batch, seq]`. */
@@ -36,17 +37,18 @@ export interface MergedServerOptions {
 }
 
 export class MergedModelServer implements Server {
-  /** Sessions opened (first loads and reloads after an eviction). */
-  loads = 0;
-  /** Seconds spent opening sessions. */
-  loadSeconds = 0;
-  private readonly open = new Map<number, ort.InferenceSession>(); // insertion order = LRU order
+  private readonly open: OpenLru<ort.InferenceSession>;
   private queue: Pending[] = [];
   private running = false;
 
   constructor(private readonly o: MergedServerOptions) {
-    if (!(o.capacity >= 1)) throw new RangeError('capacity must be at least one session');
+    this.open = new OpenLru(o.capacity, (s) => s.release());
   }
+
+  /** Sessions opened (first loads and reloads after an eviction). */
+  get loads(): number { return this.open.loads; }
+  /** Seconds spent opening sessions. */
+  get loadSeconds(): number { return this.open.loadSeconds; }
 
   request(adapter: number, ids: number[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -56,24 +58,8 @@ export class MergedModelServer implements Server {
   }
 
   /** Opens (or touches) the adapter's session, closing the least recently used one past capacity. */
-  async session(adapter: number): Promise<ort.InferenceSession> {
-    const s = this.open.get(adapter);
-    if (s) {
-      this.open.delete(adapter);
-      this.open.set(adapter, s);
-      return s;
-    }
-    while (this.open.size >= this.o.capacity) {
-      const [oldest, victim] = this.open.entries().next().value as [number, ort.InferenceSession];
-      this.open.delete(oldest);
-      await victim.release();
-    }
-    const t0 = performance.now();
-    const created = await ort.InferenceSession.create(this.o.paths[adapter]!, sessionOptions(this.o.executionProvider));
-    this.loadSeconds += (performance.now() - t0) / 1000;
-    this.loads++;
-    this.open.set(adapter, created);
-    return created;
+  session(adapter: number): Promise<ort.InferenceSession> {
+    return this.open.get(adapter, () => ort.InferenceSession.create(this.o.paths[adapter]!, sessionOptions(this.o.executionProvider)));
   }
 
   private async loop(): Promise<void> {
@@ -99,8 +85,7 @@ export class MergedModelServer implements Server {
     }
   }
 
-  async close(): Promise<void> {
-    for (const s of this.open.values()) await s.release();
-    this.open.clear();
+  close(): Promise<void> {
+    return this.open.closeAll();
   }
 }

@@ -15,6 +15,7 @@ import { argmax } from '../../src/generation/greedy.js';
 import { SequenceKv } from '../../src/generation/kv-cache.js';
 import type { ModelManifest } from '../../src/model/manifest.js';
 import { writeMergedModel } from '../merge.js';
+import { OpenLru } from '../open-lru.js';
 import { PlainDecoder } from './decode.js';
 import type { GenRequest } from './shared.js';
 
@@ -39,17 +40,18 @@ export interface MergedDecoderOptions {
 interface Row { req: GenRequest; kv: SequenceKv; tokens: number[]; runFor: number }
 
 export class MergedDecoderServer {
-  /** Sessions opened (first loads and reloads after an eviction). */
-  loads = 0;
-  /** Seconds spent opening sessions. */
-  loadSeconds = 0;
   /** Seconds spent writing merged models (once per adapter; not part of any run's time). */
   mergeSeconds = 0;
-  private readonly open = new Map<number, PlainDecoder>(); // insertion order = LRU order
+  private readonly open: OpenLru<PlainDecoder>;
 
   constructor(private readonly o: MergedDecoderOptions) {
-    if (!(o.capacity >= 1)) throw new RangeError('capacity must be at least one session');
+    this.open = new OpenLru(o.capacity, (s) => s.close());
   }
+
+  /** Sessions opened (first loads and reloads after an eviction). */
+  get loads(): number { return this.open.loads; }
+  /** Seconds spent opening sessions. */
+  get loadSeconds(): number { return this.open.loadSeconds; }
 
   /** The merged model file of adapter `i`, written on first use. */
   async mergedPath(i: number): Promise<string> {
@@ -69,24 +71,8 @@ export class MergedDecoderServer {
   }
 
   private async session(adapter: number): Promise<PlainDecoder> {
-    const s = this.open.get(adapter);
-    if (s) {
-      this.open.delete(adapter);
-      this.open.set(adapter, s);
-      return s;
-    }
-    while (this.open.size >= this.o.capacity) {
-      const [oldest, victim] = this.open.entries().next().value as [number, PlainDecoder];
-      this.open.delete(oldest);
-      await victim.close();
-    }
     const file = await this.mergedPath(adapter);
-    const t0 = performance.now();
-    const created = await PlainDecoder.create(file, this.o.manifest, this.o.threads, this.o.executionProvider);
-    this.loadSeconds += (performance.now() - t0) / 1000;
-    this.loads++;
-    this.open.set(adapter, created);
-    return created;
+    return this.open.get(adapter, () => PlainDecoder.create(file, this.o.manifest, this.o.threads, this.o.executionProvider));
   }
 
   /**
@@ -127,8 +113,7 @@ export class MergedDecoderServer {
     return { tps: tokens / ((last - t0 - (reqs.length ? Math.min(...reqs.map((r) => r.at)) : 0)) / 1000), tokens, switches };
   }
 
-  async close(): Promise<void> {
-    for (const s of this.open.values()) await s.close();
-    this.open.clear();
+  close(): Promise<void> {
+    return this.open.closeAll();
   }
 }
