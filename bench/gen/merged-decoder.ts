@@ -53,8 +53,13 @@ export class MergedDecoderServer {
   /** Seconds spent opening sessions. */
   get loadSeconds(): number { return this.open.loadSeconds; }
 
+  /** Merged model files known to exist, by adapter index (no disk check per step). */
+  private readonly written = new Map<number, string>();
+
   /** The merged model file of adapter `i`, written on first use. */
   async mergedPath(i: number): Promise<string> {
+    const known = this.written.get(i);
+    if (known) return known;
     const out = path.join(this.o.mergedDir, `${path.basename(this.o.adapterDirs[i]!)}.onnx`);
     if (!existsSync(out)) {
       await mkdir(this.o.mergedDir, { recursive: true });
@@ -62,6 +67,7 @@ export class MergedDecoderServer {
       await writeMergedModel({ plainModelPath: this.o.plainPath, adapterDir: this.o.adapterDirs[i]!, outPath: out });
       this.mergeSeconds += (performance.now() - t0) / 1000;
     }
+    this.written.set(i, out);
     return out;
   }
 

@@ -69,7 +69,7 @@ def xy(rows):
     """Inputs, labels (padding → -100) and the attention mask of a batch of rows."""
     x, y = rows[:, :-1], rows[:, 1:].clone()
     y[y == 0] = -100
-    return x, y, (x != 0).long() | (torch.arange(SEQ) == 0).long()
+    return x, y, (x != 0).long()  # every row starts with <|bos|>, so no row is all padding
 
 @torch.no_grad()
 def evaluate(model, rows, n_batches=20):
