@@ -9,6 +9,7 @@
 
 /** Module → the file(s) mutated and the test files that exercise them. */
 const MODULES = {
+  // The many-draw tests are in sampler-draws.test.ts (seconds plain, far longer instrumented): not rerun per mutant.
   sampler: { mutate: ['src/generation/sampler.ts'], tests: ['test/sampler.test.ts'] },
   'lora-weights': { mutate: ['src/adapter/lora-weights.ts'], tests: ['test/lora-weights.test.ts'] },
   'peft-config': { mutate: ['src/adapter/peft-config.ts'], tests: ['test/peft-config.test.ts', 'test/peft-config.property.test.ts'] },
