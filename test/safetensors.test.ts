@@ -405,3 +405,145 @@ test('skipFiniteCheck leaves non-finite values for the caller to find', () => {
   assert.ok(Number.isNaN(readSafetensors(file, undefined, { skipFiniteCheck: true }).tensors.get('w')!.data[1]));
   assertRefused(() => readSafetensors(file), /element 1 is NaN/);
 });
+
+// ---------------------------------------------------------------------------------------
+// Boundaries and exact messages (tests written for the survivors of the mutation run,
+// docs/testing.md).
+
+test('every refusal names the file kind first; RangeErrors for a caller\'s inconsistent arguments say which', () => {
+  assertRefused(() => readSafetensors(rawFile('{"w":1}')), /^invalid safetensors file: tensor "w" must be an object/);
+  const rangeError = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: unknown) => e instanceof RangeError && re.test(e.message));
+  rangeError(() => parseSafetensorsHeader(new Uint8Array(8), -1), /^fileSize must be a non-negative integer, got -1$/);
+  rangeError(() => parseSafetensorsHeader(new Uint8Array(8), 8.5), /^fileSize must be a non-negative integer, got 8\.5$/);
+  rangeError(() => parseSafetensorsHeader(new Uint8Array(9), 8), /^prefix \(9 bytes\) is longer than fileSize \(8\)$/);
+  rangeError(() => parseSafetensorsHeader(new Uint8Array(4), 100), /^prefix holds 4 bytes; the 8-byte header length is needed$/);
+  const file = rawFile('{}');
+  rangeError(() => parseSafetensorsHeader(file.subarray(0, 9), file.length), /^prefix holds 9 bytes; the header needs 8 \+ 2 = 10$/);
+  rangeError(() => parseSafetensorsHeader(file, file.length, { maxTensors: -1 }), /^SafetensorsLimits\.maxTensors must be a non-negative integer, got -1$/);
+  rangeError(() => parseSafetensorsHeader(file, file.length, { maxHeaderBytes: 1.5 }), /^SafetensorsLimits\.maxHeaderBytes must be a non-negative integer, got 1\.5$/);
+  // A limit of 0 is a valid limit: no tensors at all.
+  assert.deepEqual(parseSafetensorsHeader(file, file.length, { maxTensors: 0 }).tensors, []);
+});
+
+test('a file shorter than the 8-byte length field is refused as such', () => {
+  assertRefused(() => readSafetensors(new Uint8Array(5)), /file is 5 bytes, shorter than the 8-byte header length/);
+});
+
+test('limits are inclusive: exactly maxTensors tensors, a header of exactly maxHeaderBytes', () => {
+  const file = writeSafetensors({ a: { shape: [1], data: f32(1) }, b: { shape: [1], data: f32(2) } });
+  assert.equal(readSafetensors(file, { maxTensors: 2 }).tensors.size, 2);
+  assertRefused(() => readSafetensors(file, { maxTensors: 1 }), /2 tensors, over the limit of 1/);
+  const headerLength = parseSafetensorsHeader(file, file.length).headerLength;
+  assert.equal(readSafetensors(file, { maxHeaderBytes: headerLength }).tensors.size, 2);
+  assertRefused(() => readSafetensors(file, { maxHeaderBytes: headerLength - 1 }), new RegExp(`header length ${headerLength} bytes is over the limit of ${headerLength - 1} bytes`));
+});
+
+test('an unterminated string in the header is refused as JSON, not scanned forever', () => {
+  assertRefused(() => readSafetensors(rawFile('{"abc')), /header is not valid JSON/);
+});
+
+test('an escaped quote inside a string does not end it: brackets after it do not count as nesting', () => {
+  const value = `\\"${'['.repeat(40)}`;
+  const file = rawFile(JSON.stringify({ __metadata__: { k: JSON.parse(`"${value}"`) } }));
+  assert.deepEqual(readSafetensors(file).header.metadata, { k: `"${'['.repeat(40)}` });
+});
+
+test('string values equal to a key are not keys: no duplicate reported', () => {
+  const file = rawFile(JSON.stringify({ __metadata__: { a: 'a', b: 'a', c: 'b' } }));
+  assert.deepEqual(readSafetensors(file).header.metadata, { a: 'a', b: 'a', c: 'b' });
+});
+
+test('a duplicate key in an object nested inside a tensor entry is located "in a nested object"', () => {
+  const text = '{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":{"a":1,"a":2}}}';
+  const err = assertRefused(() => readSafetensors(rawFile(text, 4)), /duplicate key "a" in a nested object/);
+  assert.doesNotMatch(err.message, /in tensor "x"/);
+});
+
+test('entry problems: exactly one message per missing field; the unknown-field message lists the allowed ones', () => {
+  const problems = (text: string, data = 0): string[] => {
+    try {
+      readSafetensors(rawFile(text, data));
+    } catch (e) {
+      assert.ok(e instanceof AppError);
+      return e.problems;
+    }
+    throw new Error('not refused');
+  };
+  assert.deepEqual(problems('{"w":{"shape":[1],"data_offsets":[0,4]}}', 4), ['tensor "w" is missing field "dtype"']);
+  assert.deepEqual(problems('{"w":{"dtype":"F32","data_offsets":[0,4]}}', 4), ['tensor "w" is missing field "shape"']);
+  assert.deepEqual(problems('{"w":{"dtype":"F32","shape":[1]}}'), ['tensor "w" is missing field "data_offsets"']);
+  assert.deepEqual(problems('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"q":1}}', 4),
+    ['tensor "w" has unknown field "q" (allowed: dtype, shape, data_offsets)']);
+  assert.deepEqual(problems('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', 4),
+    ['tensor "w" shape [2] of F32 needs 8 bytes but data_offsets span 4']);
+  // A tensor with a bad dtype but usable offsets still takes part in the layout check: the gap
+  // after it is reported too. A tensor without usable offsets does not: no shadow gaps.
+  assert.deepEqual(problems('{"a":{"dtype":"F64","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}', 12), [
+    'tensor "a" has dtype "F64", which is not supported (supported: F32, F16, BF16)',
+    'gap of 4 bytes before tensor "b" (data section bytes 4..8 belong to no tensor)',
+  ]);
+  assert.deepEqual(problems('{"a":{"dtype":"F32","shape":[1],"data_offsets":"x"},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', 8), [
+    'tensor "a" data_offsets must be [begin, end] of non-negative integers with begin <= end, got "x"',
+  ]);
+});
+
+test('a zero-size tensor with a huge other dimension is zero bytes, not an overflow', () => {
+  const file = rawFile(header({ z: entry('F32', [9007199254740991, 0], [0, 0]) }));
+  assert.deepEqual(readSafetensors(file).header.tensors.map((t) => [t.name, t.begin, t.end]), [['z', 0, 0]]);
+});
+
+test('an overlap is reported against the tensor that reaches furthest, and a tensor inside another does not shrink the covered range', () => {
+  const problemsOf = (h: string, data: number): string[] => {
+    try {
+      readSafetensors(rawFile(h, data));
+    } catch (e) {
+      assert.ok(e instanceof AppError);
+      return e.problems;
+    }
+    throw new Error('not refused');
+  };
+  // b lies inside a; c starts where a ends: only b's overlap is a problem (no gap before c).
+  assert.deepEqual(problemsOf(header({ a: entry('F16', [4], [0, 8]), b: entry('F16', [1], [2, 4]), c: entry('F16', [2], [8, 12]) }), 12),
+    ['tensor "b" [2, 4) overlaps tensor "a" [0, 8)']);
+  // a and b end at the same byte; c overlaps the later-starting of them, b.
+  assert.deepEqual(problemsOf(header({ a: entry('F16', [4], [0, 8]), b: entry('F16', [2], [4, 8]), c: entry('F16', [2], [6, 10]) }), 10),
+    ['tensor "b" [4, 8) overlaps tensor "a" [0, 8)', 'tensor "c" [6, 10) overlaps tensor "b" [4, 8)']);
+});
+
+test('the non-finite message names the first bad element and the count', () => {
+  assertRefused(() => readSafetensors(writeSafetensors({ w: { shape: [4], data: f32(NaN, 1, Infinity, 2) } })), /tensor "w" element 0 is NaN \(2 non-finite values\)/);
+  assertRefused(() => readSafetensors(writeSafetensors({ w: { shape: [4], data: f32(1, -Infinity, NaN, 2) } })), /tensor "w" element 1 is -Infinity \(2 non-finite values\)/);
+});
+
+test('the writer: no __metadata__ for empty metadata, minimal space padding, RangeErrors naming the problem', () => {
+  const text = (file: Uint8Array) => new TextDecoder().decode(file.subarray(8, 8 + Number(new DataView(file.buffer, file.byteOffset).getBigUint64(0, true))));
+  const plain = writeSafetensors({ w: { shape: [1], data: f32(1) } }, {});
+  assert.doesNotMatch(text(plain), /__metadata__/);
+  for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9]) {
+    const file = writeSafetensors({ ['x'.repeat(n)]: { shape: [1], data: f32(1) } });
+    const h = text(file);
+    const json = h.trimEnd();
+    assert.equal(h.length % 8, 0);
+    assert.ok(h.length - json.length < 8, `${h.length - json.length} bytes of padding`);
+  }
+  const rangeError = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: unknown) => e instanceof RangeError && re.test(e.message));
+  rangeError(() => writeSafetensors({ __metadata__: { shape: [1], data: f32(1) } }), /^"__metadata__" cannot be a tensor name$/);
+  rangeError(() => writeSafetensors({ w: { dtype: 'F64' as 'F32', shape: [1], data: f32(1) } }), /^tensor "w": unsupported dtype F64$/);
+  rangeError(() => writeSafetensors({ w: { shape: [-1], data: f32(1) } }), /^tensor "w": bad shape \[-1\]$/);
+  rangeError(() => writeSafetensors({ w: { shape: [2], data: f32(1, 2, 3) } }), /^tensor "w": shape \[2\] has 2 elements but data has 3$/);
+});
+
+test('F16 rounding: below, at and above halfway, normal and subnormal', () => {
+  const cases: Array<[number, number]> = [
+    [1 + 2 ** -12, 1], // below halfway: down
+    [1 + 2 ** -11 + 2 ** -20, 1 + 2 ** -10], // above halfway: up
+    [1 + 2 ** -11, 1], // tie, even: stays
+    [1 + 3 * 2 ** -11, 1 + 2 ** -9], // tie, odd: up to even
+    [5 * 2 ** -26, 2 ** -24], // subnormal, below halfway (1.25 units): down
+    [7 * 2 ** -26, 2 * 2 ** -24], // subnormal, above halfway (1.75 units): up
+    [3 * 2 ** -25, 2 * 2 ** -24], // subnormal tie at 1.5 units, odd: up
+    [5 * 2 ** -25, 2 * 2 ** -24], // subnormal tie at 2.5 units, even: stays
+  ];
+  const file = writeSafetensors({ h: { dtype: 'F16', shape: [cases.length], data: f32(...cases.map((c) => c[0])) } });
+  assert.deepEqual([...readSafetensors(file).tensors.get('h')!.data], cases.map((c) => c[1]));
+});
