@@ -438,6 +438,11 @@ test('limits are inclusive: exactly maxTensors tensors, a header of exactly maxH
   assertRefused(() => readSafetensors(file, { maxHeaderBytes: headerLength - 1 }), new RegExp(`header length ${headerLength} bytes is over the limit of ${headerLength - 1} bytes`));
 });
 
+test('nesting of exactly 16 levels passes the depth check (and gets the precise error); 17 does not', () => {
+  assertRefused(() => readSafetensors(rawFile(`{"w":{"dtype":"F32","shape":${nest(14, '2')},"data_offsets":[0,8]}}`, 8)), /tensor "w" shape must be an array of non-negative integers/);
+  assertRefused(() => readSafetensors(rawFile(`{"w":{"dtype":"F32","shape":${nest(15, '2')},"data_offsets":[0,8]}}`, 8)), /nests arrays or objects more than 16 levels deep/);
+});
+
 test('an unterminated string in the header is refused as JSON, not scanned forever', () => {
   assertRefused(() => readSafetensors(rawFile('{"abc')), /header is not valid JSON/);
 });
@@ -474,7 +479,7 @@ test('entry problems: exactly one message per missing field; the unknown-field m
   assert.deepEqual(problems('{"w":{"dtype":"F32","shape":[1]}}'), ['tensor "w" is missing field "data_offsets"']);
   assert.deepEqual(problems('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"q":1}}', 4),
     ['tensor "w" has unknown field "q" (allowed: dtype, shape, data_offsets)']);
-  assert.deepEqual(problems('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', 4),
+  assert.deepEqual(problems('{"v":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[2],"data_offsets":[4,8]}}', 8),
     ['tensor "w" shape [2] of F32 needs 8 bytes but data_offsets span 4']);
   // A tensor with a bad dtype but usable offsets still takes part in the layout check: the gap
   // after it is reported too. A tensor without usable offsets does not: no shadow gaps.
