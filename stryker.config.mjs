@@ -49,7 +49,10 @@ export default {
   },
   // Two cores shared with other work: one test process at a time unless told otherwise.
   concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 1),
-  timeoutMS: 20_000,
+  // A mutant that makes the tests run past net time × 2 + this counts as timed out (detected);
+  // MUTATION_TIMEOUT_MS lowers it for a module whose loop mutants hang often (the sampler), and
+  // scripts/mutation-recheck.mjs reruns timed-out mutants plainly to tell hangs from slow runs.
+  timeoutMS: Number(process.env.MUTATION_TIMEOUT_MS ?? 20_000),
   timeoutFactor: 2,
   // Instrumented code runs much slower than plain code (a coverage call per expression).
   dryRunTimeoutMinutes: 20,

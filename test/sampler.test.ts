@@ -157,3 +157,68 @@ test('nucleusOfVocab (bucketed, no full sort) keeps exactly the sorted definitio
     },
   ), { numRuns: 300 });
 });
+
+// ---------------------------------------------------------------------------------------
+// Written for the survivors of the sampler's mutation run (docs/testing.md).
+
+test('the seeded stream is pinned: a seed keeps meaning the same tokens from release to release', () => {
+  // xoshiro128** seeded by splitmix32 over both halves of the seed; values from this
+  // implementation when it shipped. A change here changes every seeded completion.
+  const pinned: Array<[number, number[]]> = [
+    [0, [1230146868, 641685505, 269865819, 3609370076]],
+    [1, [2377532090, 2851422744, 968331010, 57118658]],
+    [-1, [3154858205, 4099940514, 1213696732, 2861867772]],
+    [2 ** 32 + 5, [1790590162, 1555257307, 1395122300, 2792725656]],
+    [Number.MAX_SAFE_INTEGER, [2357021060, 2211469093, 869934986, 2866631697]],
+  ];
+  for (const [seed, want] of pinned) {
+    const g = new Xoshiro128(seed);
+    assert.deepEqual([g.nextU32(), g.nextU32(), g.nextU32(), g.nextU32()], want, `seed ${seed}`);
+  }
+});
+
+test('nextFloat is 27 + 26 bits of two draws over 2^53', () => {
+  for (const seed of [3, 99, -7]) {
+    const a = new Xoshiro128(seed);
+    const b = new Xoshiro128(seed);
+    for (let i = 0; i < 50; i++) {
+      const hi = b.nextU32() >>> 5;
+      const lo = b.nextU32() >>> 6;
+      const f = a.nextFloat();
+      assert.equal(f, (hi * 2 ** 26 + lo) / 2 ** 53);
+      assert.ok(f >= 0 && f < 1);
+    }
+  }
+});
+
+test('topIndices on the heap path (k well under an eighth of the row): equals a full sort, ties to the lower index', () => {
+  fc.assert(fc.property(
+    fc.integer({ min: 64, max: 600 }),
+    fc.nat(),
+    fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    fc.constantFrom(3, 50, 1000),
+    (n, kk, seed, spread) => {
+      const k = 1 + (kk % Math.max(1, Math.floor((n - 1) / 8)));
+      assert.ok(k * 8 < n);
+      const g = new Xoshiro128(seed);
+      // Few distinct values (many ties) or many; a few -Infinity.
+      const x = Float32Array.from({ length: n }, () => (g.nextU32() % 97 === 0 ? -Infinity : (g.nextU32() % spread) - spread / 2));
+      const want = [...x.keys()].sort((a, b) => x[b]! - x[a]! || a - b).slice(0, k);
+      assert.deepEqual([...topIndices(x, k)], want);
+    },
+  ), { numRuns: 200, seed: 16 });
+});
+
+test('bad parameters: the RangeError says what is wrong and the value given', () => {
+  const rows: Array<[Partial<SamplingParams>, string]> = [
+    [{ temperature: -1 }, 'SamplingParams.temperature must be a finite number ≥ 0, got -1'],
+    [{ topP: 2 }, 'SamplingParams.topP must be in (0, 1], got 2'],
+    [{ topK: 0.5 }, 'SamplingParams.topK must be an integer ≥ 0, got 0.5'],
+    [{ presencePenalty: NaN }, 'SamplingParams.presencePenalty must be finite, got NaN'],
+    [{ frequencyPenalty: -Infinity }, 'SamplingParams.frequencyPenalty must be finite, got -Infinity'],
+    [{ seed: 0.5 }, 'SamplingParams.seed must be a safe integer or null, got 0.5'],
+  ];
+  for (const [p, message] of rows) assert.throws(() => new Sampler(params(p), 0), (e: unknown) => e instanceof RangeError && e.message === message, message);
+  // The edges that are allowed.
+  for (const p of [{ temperature: 0 }, { topP: 1 }, { topK: 0 }, { seed: Number.MIN_SAFE_INTEGER }]) assert.doesNotThrow(() => new Sampler(params(p), 0));
+});
