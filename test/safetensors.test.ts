@@ -465,7 +465,7 @@ test('a duplicate key in an object nested inside a tensor entry is located "in a
 });
 
 test('entry problems: exactly one message per missing field; the unknown-field message lists the allowed ones', () => {
-  const problems = (text: string, data = 0): string[] => {
+  const problems = (text: string, data = 0): readonly string[] => {
     try {
       readSafetensors(rawFile(text, data));
     } catch (e) {
@@ -498,7 +498,7 @@ test('a zero-size tensor with a huge other dimension is zero bytes, not an overf
 });
 
 test('an overlap is reported against the tensor that reaches furthest, and a tensor inside another does not shrink the covered range', () => {
-  const problemsOf = (h: string, data: number): string[] => {
+  const problemsOf = (h: string, data: number): readonly string[] => {
     try {
       readSafetensors(rawFile(h, data));
     } catch (e) {

@@ -222,3 +222,55 @@ test('bad parameters: the RangeError says what is wrong and the value given', ()
   // The edges that are allowed.
   for (const p of [{ temperature: 0 }, { topP: 1 }, { topK: 0 }, { seed: Number.MIN_SAFE_INTEGER }]) assert.doesNotThrow(() => new Sampler(params(p), 0));
 });
+
+test('the nucleus is exact where sums are exact: m tied tokens keep ceil(topP·m), the lowest indices', () => {
+  // Weights of tied tokens are exactly 1 and of −∞ exactly 0, so every sum is an exact integer
+  // and the boundary token is decided without rounding (the property test above allows it to
+  // differ by one).
+  for (const m of [1, 2, 3, 4, 5, 8, 10, 16, 40]) {
+    for (const topP of [0.05, 0.1, 0.25, 0.5, 0.75, 0.8, 0.999]) {
+      const x = new Float32Array(m * 3).fill(-Infinity);
+      const tied = Array.from({ length: m }, (_, i) => i * 3 + 1);
+      for (const i of tied) x[i] = 2;
+      const want = tied.slice(0, Math.ceil(topP * m - 1e-12));
+      assert.deepEqual([...nucleusOfVocab(x, topP, 1)].sort((a, b) => a - b), want, `nucleusOfVocab m=${m} topP=${topP}`);
+      // The same nucleus through top-k then top-p (nucleusOfSorted) and through the whole row:
+      // the draws stay inside it.
+      for (const p of [{ topP }, { topP, topK: m }]) {
+        const s = new Sampler(params({ temperature: 1, seed: m, ...p }), 0);
+        for (let d = 0; d < 30; d++) assert.ok(want.includes(s.sample(x, [])), `${JSON.stringify(p)} m=${m}`);
+      }
+    }
+  }
+});
+
+test('NaN logits are −∞ on every path: the same tokens as the row with −∞ written in', () => {
+  const clean = randomLogits(300, 21, 3);
+  const withNaN = Float32Array.from(clean);
+  for (const i of [0, 7, 150, 299]) { clean[i] = -Infinity; withNaN[i] = NaN; }
+  for (const p of [{ temperature: 1 }, { temperature: 0.7, topK: 20 }, { temperature: 1.2, topP: 0.8 }, { temperature: 1, topK: 50, topP: 0.5 }, { temperature: 1, presencePenalty: 0.5 }]) {
+    const a = new Sampler(params({ ...p, seed: 5 }), 0);
+    const b = new Sampler(params({ ...p, seed: 5 }), 0);
+    const ga: number[] = [];
+    const gb: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      ga.push(a.sample(withNaN, ga));
+      gb.push(b.sample(clean, gb));
+    }
+    assert.deepEqual(ga, gb, JSON.stringify(p));
+    assert.ok(!ga.some((t) => [0, 7, 150, 299].includes(t)));
+  }
+});
+
+test('a row with +∞ answers that token on every path; penalties change only the tokens generated', () => {
+  const x = randomLogits(200, 4, 3);
+  x[123] = Infinity;
+  for (const p of [{ temperature: 1 }, { temperature: 1, topK: 5 }, { temperature: 1, topP: 0.5 }]) {
+    assert.equal(new Sampler(params({ ...p, seed: 1 }), 0).sample(x, []), 123, JSON.stringify(p));
+  }
+  // Presence and frequency penalties on generated tokens only; out-of-range ids are ignored.
+  const row = Float32Array.of(1, 1, 1, 1);
+  const s = new Sampler(params({ temperature: 0, presencePenalty: 0.5, frequencyPenalty: 0.25 }), 0);
+  assert.equal(s.sample(row, [0, 0, 1, 2, -1, 4, 99]), 3);
+  assert.deepEqual([...row], [1, 1, 1, 1]);
+});
