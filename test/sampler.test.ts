@@ -274,3 +274,10 @@ test('a row with +∞ answers that token on every path; penalties change only th
   assert.equal(s.sample(row, [0, 0, 1, 2, -1, 4, 99]), 3);
   assert.deepEqual([...row], [1, 1, 1, 1]);
 });
+
+test('greedy is true exactly at temperature 0', () => {
+  assert.equal(new Sampler(params({ temperature: 0 }), 0).greedy, true);
+  assert.equal(new Sampler(params({ temperature: 0, topK: 3, topP: 0.5 }), 0).greedy, true);
+  assert.equal(new Sampler(params({ temperature: 1e-9 }), 0).greedy, false);
+  assert.equal(new Sampler(params({ temperature: 1 }), 0).greedy, false);
+});
