@@ -417,3 +417,69 @@ test('literal rank_pattern keys (EVA writes one per module) match like the regex
   const { ms } = timed(() => rankFor(config((c) => (c.rank_pattern = many)), 'model.layers.4095.self_attn.q_proj'));
   assert.ok(ms < 2 * FAST_MS, `4096 literal keys took ${ms.toFixed(0)} ms`);
 });
+
+test('optional fields written as null, or left out, mean their default: the same config as the demo', () => {
+  // Python's json.dump writes None as null: PEFT configs carry many nulls, and any of them may
+  // be missing in a config written by an older or newer PEFT.
+  const optional = ['exclude_modules', 'use_rslora', 'fan_in_fan_out', 'use_dora', 'layers_to_transform', 'layers_pattern',
+    'init_lora_weights', 'eva_config', 'bias', 'revision', 'base_model_name_or_path', 'task_type', 'megatron_config',
+    'loftq_config', 'layer_replication', 'auto_mapping', 'inference_mode', 'lora_dropout', 'peft_version'];
+  const base = parsePeftConfig(DEMO_CONFIG_TEXT);
+  for (const field of optional) {
+    for (const value of [null, undefined]) {
+      const raw = demo();
+      if (value === undefined) delete raw[field];
+      else raw[field] = value;
+      let cfg: LoraAdapterConfig;
+      try {
+        cfg = parsePeftConfig(raw);
+      } catch (e) {
+        assert.fail(`${field} = ${String(value)} refused: ${(e as Error).message}`);
+      }
+      for (const key of ['r', 'loraAlpha', 'targetModules', 'excludeModules', 'useRslora', 'fanInFanOut', 'modulesToSave', 'rankPattern', 'alphaPattern', 'layersToTransform', 'layersPattern'] as const) {
+        assert.deepEqual(cfg[key], base[key], `${field} = ${String(value)}: ${key}`);
+      }
+    }
+  }
+  // rank_pattern, alpha_pattern and modules_to_save as null: empty.
+  for (const field of ['rank_pattern', 'alpha_pattern']) {
+    const raw = demo();
+    raw[field] = null;
+    const cfg = parsePeftConfig(raw);
+    assert.deepEqual(field === 'rank_pattern' ? cfg.rankPattern : cfg.alphaPattern, {});
+  }
+  const raw = demo();
+  raw.modules_to_save = null;
+  assert.deepEqual(parsePeftConfig(raw).modulesToSave, []);
+});
+
+test('wrong types for optional fields are refused, each naming the field and the value', () => {
+  const rows: Array<[string, unknown, RegExp]> = [
+    ['use_rslora', 'yes', /use_rslora must be true or false, got "yes"/],
+    ['fan_in_fan_out', 1, /fan_in_fan_out must be true or false, got 1/],
+    ['rank_pattern', [1], /rank_pattern must be an object mapping module patterns to numbers, got \[1\]/],
+    ['alpha_pattern', 'x', /alpha_pattern must be an object mapping module patterns to numbers, got "x"/],
+    ['layers_to_transform', [1, -1], /layers_to_transform/],
+    ['layers_to_transform', [1.5], /layers_to_transform/],
+    ['layers_pattern', [''], /layers_pattern must be null, a string or a list of non-empty strings, got \[""\]/],
+    ['layers_pattern', 5, /layers_pattern must be null, a string or a list of non-empty strings, got 5/],
+    ['init_lora_weights', 3, /init_lora_weights must be a boolean or a string, got 3/],
+    ['eva_config', 'x', /eva_config must be null or an object/],
+    ['modules_to_save', [''], /modules_to_save must be null or a list of module na/],
+    ['modules_to_save', 'classifier', /modules_to_save must be null or a list of module na/],
+    ['exclude_modules', 5, /exclude_modules must be null, a list of module names or a regex string, got 5/],
+    ['target_modules', 5, /target_modules must be a list of module names or a regex string, got 5/],
+    ['id2label', [1], /id2label must be an object such as \{"0": "ham", "1": "spam"\}, got \[1\]/],
+    ['label2id', 'x', /label2id must be an object mapping labels to indices, got "x"/],
+    ['peft_type', 5, /peft_type must be the string "LORA", got 5/],
+    ['bias', 'all', /bias/],
+  ];
+  for (const [field, value, re] of rows) {
+    const raw = demo();
+    raw[field] = value;
+    assert.match(refusal(raw).message, re, `${field} = ${JSON.stringify(value)}`);
+  }
+  const noAlpha = demo();
+  delete noAlpha.lora_alpha;
+  assert.match(refusal(noAlpha).message, /lora_alpha is missing/);
+});
