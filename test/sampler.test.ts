@@ -281,3 +281,16 @@ test('greedy is true exactly at temperature 0', () => {
   assert.equal(new Sampler(params({ temperature: 1e-9 }), 0).greedy, false);
   assert.equal(new Sampler(params({ temperature: 1 }), 0).greedy, false);
 });
+
+test('top-k of the whole vocabulary or more is off: the same tokens as top-k 0; top-k keeps the temperature', () => {
+  const x = randomLogits(64, 8, 2);
+  for (const topK of [64, 65, 1000]) {
+    const a = new Sampler(params({ temperature: 1, topK, seed: 3 }), 0);
+    const b = new Sampler(params({ temperature: 1, topK: 0, seed: 3 }), 0);
+    assert.deepEqual(run(a, x, 50), run(b, x, 50), `topK ${topK}`);
+  }
+  // A low temperature sharpens the kept candidates too: logits 0, 1, 2 at T = 0.05 with top-k 2
+  // give token 2 with probability 1 − e^−20.
+  const s = new Sampler(params({ temperature: 0.05, topK: 2, seed: 9 }), 0);
+  for (let i = 0; i < 200; i++) assert.equal(s.sample(Float32Array.of(0, 1, 2), []), 2);
+});
