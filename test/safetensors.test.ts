@@ -464,30 +464,32 @@ test('a duplicate key in an object nested inside a tensor entry is located "in a
   assert.doesNotMatch(err.message, /in tensor "x"/);
 });
 
+/** The problem list of a refused file made from a raw header and a data section. */
+function problemsOf(text: string, data = 0): readonly string[] {
+  try {
+    readSafetensors(rawFile(text, data));
+  } catch (e) {
+    assert.ok(e instanceof AppError);
+    return e.problems;
+  }
+  throw new Error('not refused');
+}
+
 test('entry problems: exactly one message per missing field; the unknown-field message lists the allowed ones', () => {
-  const problems = (text: string, data = 0): readonly string[] => {
-    try {
-      readSafetensors(rawFile(text, data));
-    } catch (e) {
-      assert.ok(e instanceof AppError);
-      return e.problems;
-    }
-    throw new Error('not refused');
-  };
-  assert.deepEqual(problems('{"w":{"shape":[1],"data_offsets":[0,4]}}', 4), ['tensor "w" is missing field "dtype"']);
-  assert.deepEqual(problems('{"w":{"dtype":"F32","data_offsets":[0,4]}}', 4), ['tensor "w" is missing field "shape"']);
-  assert.deepEqual(problems('{"w":{"dtype":"F32","shape":[1]}}'), ['tensor "w" is missing field "data_offsets"']);
-  assert.deepEqual(problems('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"q":1}}', 4),
+  assert.deepEqual(problemsOf('{"w":{"shape":[1],"data_offsets":[0,4]}}', 4), ['tensor "w" is missing field "dtype"']);
+  assert.deepEqual(problemsOf('{"w":{"dtype":"F32","data_offsets":[0,4]}}', 4), ['tensor "w" is missing field "shape"']);
+  assert.deepEqual(problemsOf('{"w":{"dtype":"F32","shape":[1]}}'), ['tensor "w" is missing field "data_offsets"']);
+  assert.deepEqual(problemsOf('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"q":1}}', 4),
     ['tensor "w" has unknown field "q" (allowed: dtype, shape, data_offsets)']);
-  assert.deepEqual(problems('{"v":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[2],"data_offsets":[4,8]}}', 8),
+  assert.deepEqual(problemsOf('{"v":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[2],"data_offsets":[4,8]}}', 8),
     ['tensor "w" shape [2] of F32 needs 8 bytes but data_offsets span 4']);
   // A tensor with a bad dtype but usable offsets still takes part in the layout check: the gap
   // after it is reported too. A tensor without usable offsets does not: no shadow gaps.
-  assert.deepEqual(problems('{"a":{"dtype":"F64","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}', 12), [
+  assert.deepEqual(problemsOf('{"a":{"dtype":"F64","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}', 12), [
     'tensor "a" has dtype "F64", which is not supported (supported: F32, F16, BF16)',
     'gap of 4 bytes before tensor "b" (data section bytes 4..8 belong to no tensor)',
   ]);
-  assert.deepEqual(problems('{"a":{"dtype":"F32","shape":[1],"data_offsets":"x"},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', 8), [
+  assert.deepEqual(problemsOf('{"a":{"dtype":"F32","shape":[1],"data_offsets":"x"},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', 8), [
     'tensor "a" data_offsets must be [begin, end] of non-negative integers with begin <= end, got "x"',
   ]);
 });
@@ -498,15 +500,6 @@ test('a zero-size tensor with a huge other dimension is zero bytes, not an overf
 });
 
 test('an overlap is reported against the tensor that reaches furthest, and a tensor inside another does not shrink the covered range', () => {
-  const problemsOf = (h: string, data: number): readonly string[] => {
-    try {
-      readSafetensors(rawFile(h, data));
-    } catch (e) {
-      assert.ok(e instanceof AppError);
-      return e.problems;
-    }
-    throw new Error('not refused');
-  };
   // b lies inside a; c starts where a ends: only b's overlap is a problem (no gap before c).
   assert.deepEqual(problemsOf(header({ a: entry('F16', [4], [0, 8]), b: entry('F16', [1], [2, 4]), c: entry('F16', [2], [8, 12]) }), 12),
     ['tensor "b" [2, 4) overlaps tensor "a" [0, 8)']);
