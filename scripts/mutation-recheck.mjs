@@ -14,9 +14,12 @@
 // - `Pending`: every mutant of a report from scripts/mutation-list.mjs (a module too slow to
 //   run instrumented here).
 // `--out F` writes the report back with each rerun mutant's new status (Killed / Survived /
-// Timeout); `--shard i/n` takes every n-th mutant from the i-th (0-based), for parallel runs.
+// Timeout); `--shard i/n` takes every n-th mutant from the i-th (0-based), for parallel runs,
+// and `--merge <report.json> <shard outputs...> --out F` joins their outputs (each mutant takes
+// the status from the shard that reran it).
 // Usage: node scripts/mutation-recheck.mjs <report.json> <test files, comma-separated> [seconds]
 //          [statuses] [--out F] [--shard i/n]
+//        node scripts/mutation-recheck.mjs --merge <report.json> <shard.json> [...] --out F
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -28,6 +31,21 @@ const flag = (name) => {
   return i < 0 ? undefined : args.splice(i, 2)[1];
 };
 const out = flag('--out');
+if (args[0] === '--merge') {
+  const [base, ...shards] = args.slice(1).map((f) => JSON.parse(readFileSync(f, 'utf8')));
+  if (!out || !base || shards.length === 0) {
+    console.error('usage: node scripts/mutation-recheck.mjs --merge <report.json> <shard.json> [...] --out F');
+    process.exit(2);
+  }
+  for (const [file, f] of Object.entries(base.files)) {
+    f.mutants.forEach((m, i) => {
+      const changed = shards.map((r) => r.files[file].mutants[i].status).find((st) => st !== m.status);
+      if (changed) m.status = changed;
+    });
+  }
+  writeFileSync(out, JSON.stringify(base));
+  process.exit(0);
+}
 const [shardIndex, shardCount] = (flag('--shard') ?? '0/1').split('/').map(Number);
 const [reportFile, testList, seconds = '90', statuses = 'Timeout'] = args;
 if (!reportFile || !testList) {

@@ -29,6 +29,7 @@ test('same seed → same tokens; different seeds → different tokens; the fallb
     assert.deepEqual(run(new Sampler({ ...p, seed: 77 }, 0), x, 64), f1, `${name}: seed 77 = fallback 77`);
   }
 });
+
 /** Draw counts per token over `draws` samples of a fixed row. */
 function histogram(p: SamplingParams, logits: number[], draws: number): number[] {
   const s = new Sampler(p, 0);
@@ -56,6 +57,7 @@ function softmax(x: number[], t: number): number[] {
   const z = e.reduce((a, b) => a + b, 0);
   return e.map((v) => v / z);
 }
+
 test('draws follow the (filtered, renormalised) softmax: chi-square over 20k draws', () => {
   const logits = [0, 1, 2, 0.5];
   const rows: Array<[string, Partial<SamplingParams>, number[]]> = [
@@ -78,6 +80,7 @@ test('draws follow the (filtered, renormalised) softmax: chi-square over 20k dra
     assert.ok(chi < 16.27, `${name}: chi-square ${chi.toFixed(2)} for counts ${counts.join('/')} against ${probs.map((v) => v.toFixed(3)).join('/')}`);
   }
 });
+
 test('top-p without top-k on a wide, flat nucleus: only nucleus tokens, the lowest indices on ties', () => {
   // 1000 equally likely tokens hold ~all the mass; top-p 0.5 keeps ~500 of them, the first by index.
   const x = new Float32Array(8192).fill(-30);

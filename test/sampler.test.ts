@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { GREEDY, Sampler, Xoshiro128, nucleusOfVocab, topIndices, type SamplingParams } from '../src/generation/sampler.js';
+import { propertyParams } from './helpers/property-seed.js';
 import { params, randomLogits, run } from './helpers/sampler-kit.js';
 
 function firstArgmax(x: ArrayLike<number>): number {
@@ -49,6 +50,7 @@ test('sample never modifies the logits', () => {
   run(s, x, 20);
   assert.deepEqual(x, copy);
 });
+
 test('seeds across the safe-integer range (negative, above 2^32) each give their own stream', () => {
   const seeds = [0, 1, -1, 2 ** 32, 2 ** 32 + 1, -(2 ** 32), Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER];
   const streams = seeds.map((s) => {
@@ -99,7 +101,8 @@ test('penalties follow OpenAI: logit − presence·[count>0] − frequency·coun
   const flat = new Float32Array(4);
   for (let i = 0; i < 500; i++) assert.notEqual(s.sample(flat, [2]), 2);
 });
-test('topIndices equals a full sort (value descending, index ascending) for every k', () => {
+
+test('topIndices equals a full sort (value descending, index ascending) for every k', (t) => {
   fc.assert(fc.property(
     fc.array(fc.integer({ min: -5, max: 5 }), { minLength: 1, maxLength: 300 }),
     fc.nat(),
@@ -109,7 +112,7 @@ test('topIndices equals a full sort (value descending, index ascending) for ever
       const want = [...x.keys()].sort((a, b) => x[b]! - x[a]! || a - b).slice(0, k);
       assert.deepEqual([...topIndices(x, k)], want);
     },
-  ), { numRuns: 300 });
+  ), propertyParams(t, 1701, 300));
 });
 
 test('bad parameters are a RangeError naming the field', () => {
@@ -141,7 +144,7 @@ function referenceNucleus(x: Float32Array, topP: number, invT: number): number[]
   return out.sort((a, b) => a - b);
 }
 
-test('nucleusOfVocab (bucketed, no full sort) keeps exactly the sorted definition\'s set', () => {
+test('nucleusOfVocab (bucketed, no full sort) keeps exactly the sorted definition\'s set', (t) => {
   fc.assert(fc.property(
     fc.array(fc.oneof(fc.integer({ min: -20, max: 20 }).map((v) => v / 4), fc.double({ min: -30, max: 30, noNaN: true }), fc.constant(-Infinity)), { minLength: 1, maxLength: 400 }),
     fc.double({ min: 0.01, max: 0.999, noNaN: true }),
@@ -155,7 +158,7 @@ test('nucleusOfVocab (bucketed, no full sort) keeps exactly the sorted definitio
       const diff = got.filter((i) => !want.includes(i)).length + want.filter((i) => !got.includes(i)).length;
       assert.ok(diff <= 1, `got ${got.length} tokens, want ${want.length}`);
     },
-  ), { numRuns: 300 });
+  ), propertyParams(t, 1702, 300));
 });
 
 // ---------------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ test('nextFloat is 27 + 26 bits of two draws over 2^53', () => {
   }
 });
 
-test('topIndices on the heap path (k well under an eighth of the row): equals a full sort, ties to the lower index', () => {
+test('topIndices on the heap path (k well under an eighth of the row): equals a full sort, ties to the lower index', (t) => {
   fc.assert(fc.property(
     fc.integer({ min: 64, max: 600 }),
     fc.nat(),
@@ -206,7 +209,7 @@ test('topIndices on the heap path (k well under an eighth of the row): equals a 
       const want = [...x.keys()].sort((a, b) => x[b]! - x[a]! || a - b).slice(0, k);
       assert.deepEqual([...topIndices(x, k)], want);
     },
-  ), { numRuns: 200, seed: 16 });
+  ), propertyParams(t, 16, 200));
 });
 
 test('bad parameters: the RangeError says what is wrong and the value given', () => {
