@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild the demo model and adapters from scratch: pretraining ~23 min on 2 cores, then the adapters.
+# Rebuild the demo model and adapters from scratch: pretraining in two stages on 2 cores (stage 1,
+# 600 steps on fortunes + mail: ~23 min; stage 2, CONTINUE_STEPS=1400 more with every task's
+# training text: ~37 min), then the adapters. STAGE1_FROM=<plain export .onnx> starts from a
+# stage-1 base instead of stage 1 (the committed base was built from 88ae003's 600-step export).
 # REUSE_BASE=1 keeps the committed base (models/demo-export) and retrains adapters only: ~40 min
 # with FACTORY_THREADS=1 on a busy 2-core machine (spam ~8–25 (as busy as the machine), lang ~10, topic ~6, es-topic ~4,
 # sentiment ~4, baselines and goldens included).

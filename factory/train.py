@@ -4,7 +4,9 @@ golden reference outputs the TypeScript tests compare against.
 
 usage: python3 factory/train.py <build dir> <repo root>
 Seeded (torch.manual_seed / random.Random). Environment: FACTORY_THREADS (torch threads, default
-2), REUSE_BASE=1 (reload the committed base instead of pretraining), TASKS=spam,lang (train only
+2), REUSE_BASE=1 (reload the committed base instead of pretraining), PRETRAIN_STEPS (stage 1,
+default 600), CONTINUE_STEPS (stages 2, 3, …: default 1400,1400), RESUME_FROM=<plain .onnx>@<stage>
+(start from a base exported after that stage instead of pretraining from scratch), TASKS=spam,lang (train only
 these adapters; the other adapters' report entries and goldens are kept as committed),
 TASK_OVERRIDES='{"spam": {"epochs": 6, "dropout": false}}' (other settings for a trial run).
 See docs/demo-model.md."""
@@ -24,7 +26,9 @@ torch.manual_seed(SEED)
 random.seed(SEED)
 BASE_NAME = "adapterhost-demo-bert"
 CFG = dict(vocab=6000, hidden=256, layers=4, heads=4, inter=1024, max_pos=128, type_vocab=2)
-PRETRAIN_STEPS = int(os.environ.get("PRETRAIN_STEPS", "600"))
+PRETRAIN_STEPS = int(os.environ.get("PRETRAIN_STEPS", "600"))    # stage 1: the 7 fortunes languages + mail
+# stages 2, 3, …: each runs on stage 1's corpus + every task's training text, with a fresh MLM head
+CONTINUE_STEPS = [int(x) for x in os.environ.get("CONTINUE_STEPS", "1400,1400").split(",") if x]
 PRETRAIN_BATCH = 128
 MAXLEN = 64
 T0 = time.time()
@@ -147,17 +151,19 @@ def batchify(seqs, pad=0):
     return ids, mask, torch.zeros_like(ids)
 
 # ---------------------------------------------------------------- pretraining (MLM)
-def pretrain(model):
+def pretrain(model, corpus, steps, seed):
+    """Masked-LM pretraining: `steps` batches of PRETRAIN_BATCH sequences, AdamW with a 60-step
+    warmup and linear decay, a fresh MLM head (tied to the word embeddings), seeded by `seed`."""
     # sorted by length: a batch is a random window of similar lengths (little padding)
-    corpus = sorted((s for s in load_ids("corpus.ids.json") if len(s) >= 4), key=len)
-    rng = random.Random(SEED)
+    corpus = sorted((s for s in corpus if len(s) >= 4), key=len)
+    rng = random.Random(seed)
     head = MLMHead(CFG, model.embeddings.word_embeddings)
     params = [p for n, p in model.named_parameters() if not n.startswith("classifier")] + [p for n, p in head.named_parameters() if not n.startswith("emb.")]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 60) * max(0.05, 1 - s / PRETRAIN_STEPS))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 60) * max(0.05, 1 - s / steps))
     model.train(); head.train()
-    g = torch.Generator().manual_seed(SEED)
-    for step in range(PRETRAIN_STEPS):
+    g = torch.Generator().manual_seed(seed)
+    for step in range(steps):
         start = rng.randrange(len(corpus) - PRETRAIN_BATCH)
         seqs = corpus[start:start + PRETRAIN_BATCH]
         ids, mask, tt = batchify(seqs)
@@ -172,9 +178,21 @@ def pretrain(model):
         logits = head(model.hidden(inp, mask, tt)[sel])  # vocab projection only where masked
         loss = F.cross_entropy(logits, labels[sel])
         opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sched.step()
-        if step % 50 == 0 or step == PRETRAIN_STEPS - 1:
+        if step % 50 == 0 or step == steps - 1:
             log(f"mlm step {step} loss {loss.item():.3f}")
     model.eval()
+
+def stage2_corpus():
+    """Stage 2's texts: stage 1's corpus plus the training split of every task (French, Esperanto,
+    clean mail text, everyday English, review sentences), never a validation or test row."""
+    seen, out = set(), []
+    files = [("corpus.jsonl", "corpus.ids.json")] + [(f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json") for t in TASKS]
+    for rows_file, ids_file in files:
+        rows = [json.loads(l) for l in open(os.path.join(BUILD, rows_file), encoding="utf-8")]
+        for r, ids in zip(rows, load_ids(ids_file)):
+            if r.get("split", "train") == "train" and tuple(ids) not in seen:
+                seen.add(tuple(ids)); out.append(ids)
+    return out
 
 # ---------------------------------------------------------------- tasks
 TASKS = [
@@ -393,7 +411,19 @@ def main():
         model.eval()
         log("base reloaded from the committed export")
     else:
-        pretrain(model)
+        done = 0   # RESUME_FROM=<plain export .onnx>@<stage>: that file is the base after that stage
+        if os.environ.get("RESUME_FROM"):
+            path, done = os.environ["RESUME_FROM"].rsplit("@", 1); done = int(done)
+            load_base_from_onnx(model, path)
+            log(f"base after stage {done} loaded from {path}")
+        else:
+            pretrain(model, load_ids("corpus.ids.json"), PRETRAIN_STEPS, SEED)
+            done = 1
+        if done < 1 + len(CONTINUE_STEPS):
+            more = stage2_corpus()
+            for k in range(done + 1, 2 + len(CONTINUE_STEPS)):
+                log(f"stage {k}: {CONTINUE_STEPS[k - 2]} steps on {len(more)} texts")
+                pretrain(model, more, CONTINUE_STEPS[k - 2], SEED + k - 1)
     for n, p in model.named_parameters():
         p.requires_grad = False
     if not os.environ.get("REUSE_BASE"):
@@ -401,7 +431,7 @@ def main():
         log("exported plain base")
     base_state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("classifier")}
     golden = {"base_model": BASE_NAME, "max_length": MAXLEN, "adapters": {}}
-    report = {"base_model": BASE_NAME, "pretrain_steps": PRETRAIN_STEPS, "tasks": {}}
+    report = {"base_model": BASE_NAME, "pretrain_steps": PRETRAIN_STEPS, "continue_steps": CONTINUE_STEPS, "tasks": {}}
     golden_path = os.path.join(ROOT, "test", "fixtures", "golden.json")
     old_golden, old_report = {}, {}
     if ONLY:  # keep what is committed for the adapters not retrained now
