@@ -405,6 +405,7 @@ def load_base_from_onnx(model, path):
 
 def main():
     model = DemoBert(CFG)
+    init_rng = torch.get_rng_state()   # every later stage starts from this torch RNG state (below)
     exp_dir = os.path.join(ROOT, "models", "demo-export"); os.makedirs(exp_dir, exist_ok=True)
     if os.environ.get("REUSE_BASE"):
         load_base_from_onnx(model, os.path.join(exp_dir, "model.onnx"))
@@ -423,6 +424,8 @@ def main():
             more = stage2_corpus()
             for k in range(done + 1, 2 + len(CONTINUE_STEPS)):
                 log(f"stage {k}: {CONTINUE_STEPS[k - 2]} steps on {len(more)} texts")
+                # the same RNG state (MLM head init, dropout) whether the stage runs in a row or is resumed from an export
+                torch.set_rng_state(init_rng)
                 pretrain(model, more, CONTINUE_STEPS[k - 2], SEED + k - 1)
     for n, p in model.named_parameters():
         p.requires_grad = False
