@@ -182,8 +182,8 @@ def pretrain(model, corpus, steps, seed):
             log(f"mlm step {step} loss {loss.item():.3f}")
     model.eval()
 
-def stage2_corpus():
-    """Stage 2's texts: stage 1's corpus plus the training split of every task (French, Esperanto,
+def continued_corpus():
+    """The texts of stages 2, 3, …: stage 1's corpus plus the training split of every task (French, Esperanto,
     clean mail text, everyday English, review sentences), never a validation or test row."""
     seen, out = set(), []
     files = [("corpus.jsonl", "corpus.ids.json")] + [(f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json") for t in TASKS]
@@ -421,7 +421,7 @@ def main():
             pretrain(model, load_ids("corpus.ids.json"), PRETRAIN_STEPS, SEED)
             done = 1
         if done < 1 + len(CONTINUE_STEPS):
-            more = stage2_corpus()
+            more = continued_corpus()
             for k in range(done + 1, 2 + len(CONTINUE_STEPS)):
                 log(f"stage {k}: {CONTINUE_STEPS[k - 2]} steps on {len(more)} texts")
                 # the same RNG state (MLM head init, dropout) whether the stage runs in a row or is resumed from an export

@@ -410,17 +410,21 @@ test('skipFiniteCheck leaves non-finite values for the caller to find', () => {
 // Boundaries and exact messages (tests written for the survivors of the mutation run,
 // docs/testing.md).
 
+/** `fn` throws a RangeError (a caller's mistake, not a refused file) whose message matches `re`. */
+function assertRangeError(fn: () => unknown, re: RegExp): void {
+  assert.throws(fn, (e: unknown) => e instanceof RangeError && re.test(e.message));
+}
+
 test('every refusal names the file kind first; RangeErrors for a caller\'s inconsistent arguments say which', () => {
   assertRefused(() => readSafetensors(rawFile('{"w":1}')), /^invalid safetensors file: tensor "w" must be an object/);
-  const rangeError = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: unknown) => e instanceof RangeError && re.test(e.message));
-  rangeError(() => parseSafetensorsHeader(new Uint8Array(8), -1), /^fileSize must be a non-negative integer, got -1$/);
-  rangeError(() => parseSafetensorsHeader(new Uint8Array(8), 8.5), /^fileSize must be a non-negative integer, got 8\.5$/);
-  rangeError(() => parseSafetensorsHeader(new Uint8Array(9), 8), /^prefix \(9 bytes\) is longer than fileSize \(8\)$/);
-  rangeError(() => parseSafetensorsHeader(new Uint8Array(4), 100), /^prefix holds 4 bytes; the 8-byte header length is needed$/);
+  assertRangeError(() => parseSafetensorsHeader(new Uint8Array(8), -1), /^fileSize must be a non-negative integer, got -1$/);
+  assertRangeError(() => parseSafetensorsHeader(new Uint8Array(8), 8.5), /^fileSize must be a non-negative integer, got 8\.5$/);
+  assertRangeError(() => parseSafetensorsHeader(new Uint8Array(9), 8), /^prefix \(9 bytes\) is longer than fileSize \(8\)$/);
+  assertRangeError(() => parseSafetensorsHeader(new Uint8Array(4), 100), /^prefix holds 4 bytes; the 8-byte header length is needed$/);
   const file = rawFile('{}');
-  rangeError(() => parseSafetensorsHeader(file.subarray(0, 9), file.length), /^prefix holds 9 bytes; the header needs 8 \+ 2 = 10$/);
-  rangeError(() => parseSafetensorsHeader(file, file.length, { maxTensors: -1 }), /^SafetensorsLimits\.maxTensors must be a non-negative integer, got -1$/);
-  rangeError(() => parseSafetensorsHeader(file, file.length, { maxHeaderBytes: 1.5 }), /^SafetensorsLimits\.maxHeaderBytes must be a non-negative integer, got 1\.5$/);
+  assertRangeError(() => parseSafetensorsHeader(file.subarray(0, 9), file.length), /^prefix holds 9 bytes; the header needs 8 \+ 2 = 10$/);
+  assertRangeError(() => parseSafetensorsHeader(file, file.length, { maxTensors: -1 }), /^SafetensorsLimits\.maxTensors must be a non-negative integer, got -1$/);
+  assertRangeError(() => parseSafetensorsHeader(file, file.length, { maxHeaderBytes: 1.5 }), /^SafetensorsLimits\.maxHeaderBytes must be a non-negative integer, got 1\.5$/);
   // A limit of 0 is a valid limit: no tensors at all.
   assert.deepEqual(parseSafetensorsHeader(file, file.length, { maxTensors: 0 }).tensors, []);
 });
@@ -524,11 +528,10 @@ test('the writer: no __metadata__ for empty metadata, minimal space padding, Ran
     assert.equal(h.length % 8, 0);
     assert.ok(h.length - json.length < 8, `${h.length - json.length} bytes of padding`);
   }
-  const rangeError = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: unknown) => e instanceof RangeError && re.test(e.message));
-  rangeError(() => writeSafetensors({ __metadata__: { shape: [1], data: f32(1) } }), /^"__metadata__" cannot be a tensor name$/);
-  rangeError(() => writeSafetensors({ w: { dtype: 'F64' as 'F32', shape: [1], data: f32(1) } }), /^tensor "w": unsupported dtype F64$/);
-  rangeError(() => writeSafetensors({ w: { shape: [-1], data: f32(1) } }), /^tensor "w": bad shape \[-1\]$/);
-  rangeError(() => writeSafetensors({ w: { shape: [2], data: f32(1, 2, 3) } }), /^tensor "w": shape \[2\] has 2 elements but data has 3$/);
+  assertRangeError(() => writeSafetensors({ __metadata__: { shape: [1], data: f32(1) } }), /^"__metadata__" cannot be a tensor name$/);
+  assertRangeError(() => writeSafetensors({ w: { dtype: 'F64' as 'F32', shape: [1], data: f32(1) } }), /^tensor "w": unsupported dtype F64$/);
+  assertRangeError(() => writeSafetensors({ w: { shape: [-1], data: f32(1) } }), /^tensor "w": bad shape \[-1\]$/);
+  assertRangeError(() => writeSafetensors({ w: { shape: [2], data: f32(1, 2, 3) } }), /^tensor "w": shape \[2\] has 2 elements but data has 3$/);
 });
 
 test('F16 rounding: below, at and above halfway, normal and subnormal', () => {
