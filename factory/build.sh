@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Rebuild the demo model and adapters from scratch: pretraining in three stages on 2 cores (stage 1,
-# PRETRAIN_STEPS=600 on fortunes + mail: ~23 min; stages 2 and 3, CONTINUE_STEPS=1400,1400 more
-# with every task's training text: ~40 min each), then the adapters (~40 min).
+# Rebuild the demo model and adapters from scratch: pretraining in four stages on 2 cores (stage 1,
+# PRETRAIN_STEPS=600 on fortunes + mail: ~23 min; stages 2, 3 and 4, CONTINUE_STEPS=1400,1400,1400
+# more with every task's training text: ~40 min each), then the adapters (~40 min).
 # RESUME_FROM=<plain export .onnx>@<stage> starts from a base exported after that stage: the
-# committed base is RESUME_FROM=<88ae003's models/demo-export/model.onnx>@1 (its 600-step base).
+# committed base is stages 2 and 3 from RESUME_FROM=<88ae003's models/demo-export/model.onnx>@1 (its
+# 600-step base), then stage 4 from RESUME_FROM=<8e9114d's models/demo-export/model.onnx>@3.
 # REUSE_BASE=1 keeps the committed base (models/demo-export) and retrains adapters only: ~40 min
 # with FACTORY_THREADS=1 on a busy 2-core machine (spam ~8–25 (as busy as the machine), lang ~10, topic ~6, es-topic ~4,
 # sentiment ~4, baselines and goldens included).

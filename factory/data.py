@@ -28,6 +28,9 @@ WORDNET = "/usr/share/wordnet"
 DING = "/usr/share/trans/de-en"   # Debian's trans-de-en: the Ding German–English dictionary
 SEED = 1234
 DING_ROWS = int(os.environ.get("DING_ROWS", "1500"))
+MAIL_SAMPLE = 1400   # mails per class in the base's pretraining text and in every held-out split
+# SPAM_EXTRA: training-split mails per class beyond that sample, for the adapter only (below)
+SPAM_EXTRA = int(os.environ.get("SPAM_EXTRA", "500"))
 
 def read_text(path):
     raw = open(path, "rb").read()
@@ -370,17 +373,32 @@ def main():
     mails = load_mail()
     rng = task_rng("spam")
     rows = []
+    def mail_rows(m, label, sp, rng):
+        out = [dict(text=m["body"], label=label, split=sp, form="body")]
+        if len(m["subject"]) >= 3:
+            out.append(dict(text=m["subject"], label=label, split=sp, form="subject"))
+        if len(m["snippet"].split()) >= 3:
+            out.append(dict(text=m["snippet"], label=label, split=sp, form="snippet"))
+        for t in rng.sample(m["inner"], min(2, len(m["inner"]))):  # sentences from further in
+            out.append(dict(text=t, label=label, split=sp, form="sentence"))
+        return out
+    rest = {}
     for label, ms in mails.items():
         ms = list(ms); rng.shuffle(ms)
-        for m in ms[:1400]:
-            sp = spam_split(thread_key(m))
-            rows.append(dict(text=m["body"], label=label, split=sp, form="body"))
-            if len(m["subject"]) >= 3:
-                rows.append(dict(text=m["subject"], label=label, split=sp, form="subject"))
-            if len(m["snippet"].split()) >= 3:
-                rows.append(dict(text=m["snippet"], label=label, split=sp, form="snippet"))
-            for t in rng.sample(m["inner"], min(2, len(m["inner"]))):  # sentences from further in
-                rows.append(dict(text=t, label=label, split=sp, form="sentence"))
+        for m in ms[:MAIL_SAMPLE]:
+            rows += mail_rows(m, label, spam_split(thread_key(m)), rng)
+        rest[label] = ms[MAIL_SAMPLE:]
+    # The mails beyond the sample (SpamAssassin has ~1,900 spam and ~4,100 ham): up to SPAM_EXTRA
+    # per class whose thread falls in the training split are training rows for the adapter, marked
+    # `extra` (the base's pretraining text leaves them out: it was made from the sample). The held-out
+    # splits stay exactly the sample's; an extra row whose text is also a held-out text is dropped.
+    erng = random.Random(f"{SEED}/spam-extra")
+    held_out = {r["text"] for r in rows if r["split"] != "train"}
+    extra = []
+    for label, ms in rest.items():
+        ms = [m for m in ms if spam_split(thread_key(m)) == "train"][:SPAM_EXTRA]
+        for m in ms:
+            extra += [dict(r, extra=True) for r in mail_rows(m, label, "train", erng) if r["text"] not in held_out]
     # Not every text that is not spam is a 2002 mailing-list post: short English fortunes (quips,
     # sayings, dialogue) are added as ham, so that plain everyday English is not spam by default.
     fort = sorted({t for t in by_lang["en"] if len(t) <= 200}); rng.shuffle(fort)
@@ -396,6 +414,10 @@ def main():
     for t in phrases[:DING_ROWS]:
         rows.append(dict(text=t, label="ham", split=spam_split(t), form="phrasebook"))
     rows = dedupe(rows); rng.shuffle(rows)
+    seen = {(r["form"], r["text"]) for r in rows}
+    for r in extra:
+        if (r["form"], r["text"]) not in seen:
+            seen.add((r["form"], r["text"])); rows.append(r)
     write_rows("spam", rows)
 
     # lang: the 7 languages of the base's pretraining (Slovak, which fortunes-cs also ships, left

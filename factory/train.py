@@ -5,7 +5,7 @@ golden reference outputs the TypeScript tests compare against.
 usage: python3 factory/train.py <build dir> <repo root>
 Seeded (torch.manual_seed / random.Random). Environment: FACTORY_THREADS (torch threads, default
 2), REUSE_BASE=1 (reload the committed base instead of pretraining), PRETRAIN_STEPS (stage 1,
-default 600), CONTINUE_STEPS (stages 2, 3, …: default 1400,1400), RESUME_FROM=<plain .onnx>@<stage>
+default 600), CONTINUE_STEPS (stages 2, 3, …: default 1400,1400,1400), RESUME_FROM=<plain .onnx>@<stage>
 (start from a base exported after that stage instead of pretraining from scratch), TASKS=spam,lang (train only
 these adapters; the other adapters' report entries and goldens are kept as committed),
 TASK_OVERRIDES='{"spam": {"epochs": 6, "dropout": false}}' (other settings for a trial run).
@@ -28,7 +28,7 @@ BASE_NAME = "adapterhost-demo-bert"
 CFG = dict(vocab=6000, hidden=256, layers=4, heads=4, inter=1024, max_pos=128, type_vocab=2)
 PRETRAIN_STEPS = int(os.environ.get("PRETRAIN_STEPS", "600"))    # stage 1: the 7 fortunes languages + mail
 # stages 2, 3, …: each runs on stage 1's corpus + every task's training text, with a fresh MLM head
-CONTINUE_STEPS = [int(x) for x in os.environ.get("CONTINUE_STEPS", "1400,1400").split(",") if x]
+CONTINUE_STEPS = [int(x) for x in os.environ.get("CONTINUE_STEPS", "1400,1400,1400").split(",") if x]
 PRETRAIN_BATCH = 128
 MAXLEN = 64
 T0 = time.time()
@@ -184,13 +184,14 @@ def pretrain(model, corpus, steps, seed):
 
 def continued_corpus():
     """The texts of stages 2, 3, …: stage 1's corpus plus the training split of every task (French, Esperanto,
-    clean mail text, everyday English, review sentences), never a validation or test row."""
+    clean mail text, everyday English, review sentences), never a validation or test row, nor a row
+    marked `extra` (adapter-only training text, data.py)."""
     seen, out = set(), []
     files = [("corpus.jsonl", "corpus.ids.json")] + [(f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json") for t in TASKS]
     for rows_file, ids_file in files:
         rows = [json.loads(l) for l in open(os.path.join(BUILD, rows_file), encoding="utf-8")]
         for r, ids in zip(rows, load_ids(ids_file)):
-            if r.get("split", "train") == "train" and tuple(ids) not in seen:
+            if r.get("split", "train") == "train" and not r.get("extra") and tuple(ids) not in seen:
                 seen.add(tuple(ids)); out.append(ids)
     return out
 
