@@ -199,7 +199,7 @@ def continued_corpus():
 TASKS = [
     # id, file, r, alpha, rslora, rank_pattern, alpha_pattern, dtype; forms: the kinds of input
     # (data.py's `form`), each evaluated on its own; the first is the headline form.
-    dict(id="spam", file="spam", r=16, alpha=32, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=4, lr=3e-3,
+    dict(id="spam", file="spam", r=16, alpha=32, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F16", epochs=4, lr=2e-3,
          forms=["snippet", "subject", "body", "sentence", "fortune", "everyday", "phrasebook"], threshold="val"),
     dict(id="lang", file="lang", r=8, alpha=16, rslora=False, rank_pattern={}, alpha_pattern={}, dtype="F32", epochs=5, lr=3e-3,
          forms=["phrase", "whole"]),
