@@ -3,7 +3,7 @@ ONNX base; write PEFT adapters (adapter_config.json + adapter_model.safetensors)
 golden reference outputs the TypeScript tests compare against.
 
 usage: python3 factory/train.py <build dir> <repo root>
-Seeded (torch.manual_seed / random.Random). Environment: FACTORY_THREADS (torch threads, default
+Seeded (torch.manual_seed / random.Random; FACTORY_SEED, default 1234). Environment: FACTORY_THREADS (torch threads, default
 2), REUSE_BASE=1 (reload the committed base instead of pretraining), PRETRAIN_STEPS (stage 1,
 default 600), CONTINUE_STEPS (stages 2, 3, …: default 1400,1400,1400), RESUME_FROM=<plain .onnx>@<stage>
 (start from a base exported after that stage instead of pretraining from scratch), TASKS=spam,lang (train only
@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dec
 from peft_io import write_safetensors  # one safetensors writer for both factories
 
 BUILD, ROOT = sys.argv[1], sys.argv[2]
-SEED = 1234
+SEED = int(os.environ.get("FACTORY_SEED", "1234"))   # everything train.py draws (data.py has its own)
 THREADS = int(os.environ.get("FACTORY_THREADS", "2"))
 torch.set_num_threads(THREADS)
 torch.manual_seed(SEED)
