@@ -31,6 +31,7 @@ DING_ROWS = int(os.environ.get("DING_ROWS", "1500"))
 MAIL_SAMPLE = 1400   # mails per class in the base's pretraining text and in every held-out split
 # SPAM_EXTRA: training-split mails per class beyond that sample, for the adapter only (below)
 SPAM_EXTRA = int(os.environ.get("SPAM_EXTRA", "500"))
+SPAM_INNER = int(os.environ.get("SPAM_INNER", "2"))   # sentences from further in, per training mail
 
 def read_text(path):
     raw = open(path, "rb").read()
@@ -379,10 +380,14 @@ def main():
             out.append(dict(text=m["subject"], label=label, split=sp, form="subject"))
         if len(m["snippet"].split()) >= 3:
             out.append(dict(text=m["snippet"], label=label, split=sp, form="snippet"))
-        for t in rng.sample(m["inner"], min(2, len(m["inner"]))):  # sentences from further in
+        picked = rng.sample(m["inner"], min(2, len(m["inner"])))
+        for t in picked:  # sentences from further in
             out.append(dict(text=t, label=label, split=sp, form="sentence"))
+        if sp == "train":  # more of a training mail's sentences (no rng: the held-out rows stay as they are)
+            for t in [x for x in m["inner"] if x not in picked][:max(0, SPAM_INNER - 2)]:
+                more.append(dict(text=t, label=label, split=sp, form="sentence", more=True))
         return out
-    rest = {}
+    rest = {}; more = []
     for label, ms in mails.items():
         ms = list(ms); rng.shuffle(ms)
         for m in ms[:MAIL_SAMPLE]:
@@ -415,7 +420,7 @@ def main():
         rows.append(dict(text=t, label="ham", split=spam_split(t), form="phrasebook"))
     rows = dedupe(rows); rng.shuffle(rows)
     seen = {(r["form"], r["text"]) for r in rows}
-    for r in extra:
+    for r in extra + [r for r in more if r["text"] not in held_out]:
         if (r["form"], r["text"]) not in seen:
             seen.add((r["form"], r["text"])); rows.append(r)
     write_rows("spam", rows)

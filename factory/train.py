@@ -6,7 +6,9 @@ usage: python3 factory/train.py <build dir> <repo root>
 Seeded (torch.manual_seed / random.Random; FACTORY_SEED, default 1234). Environment: FACTORY_THREADS (torch threads, default
 2), REUSE_BASE=1 (reload the committed base instead of pretraining), PRETRAIN_STEPS (stage 1,
 default 600), CONTINUE_STEPS (stages 2, 3, …: default 1400,1400,1400), RESUME_FROM=<plain .onnx>@<stage>
-(start from a base exported after that stage instead of pretraining from scratch), TASKS=spam,lang (train only
+(start from a base exported after that stage instead of pretraining from scratch), GROW=0,1,1,2,2,3:1000 (after
+the stages, a deeper base: new layer i starts as a copy of layer map[i], then that many more masked-LM
+steps; a trial, docs/demo-model.md), TASKS=spam,lang (train only
 these adapters; the other adapters' report entries and goldens are kept as committed),
 TASK_OVERRIDES='{"spam": {"epochs": 6, "dropout": false}}' (other settings for a trial run).
 See docs/demo-model.md."""
@@ -323,6 +325,11 @@ def train_adapter(model, t, labels, train, val, test, probe_head):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=t.get("lr", 2e-3), weight_decay=0.0)
     rng = random.Random(SEED); bs = 32
+    # balance: "form" weighs every input form the same in the loss (as the threshold's objective does)
+    nform = {}
+    for c in train:
+        nform[c[3]] = nform.get(c[3], 0) + 1
+    weight = {f: len(train) / (len(nform) * n) for f, n in nform.items()}
     epoch_batches = [length_batches(train, bs, rng) for _ in range(t["epochs"])]
     steps = sum(len(b) for b in epoch_batches); step = 0
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / steps))
@@ -332,7 +339,11 @@ def train_adapter(model, t, labels, train, val, test, probe_head):
         for b in batches:
             chunk = [train[j] for j in b]
             logits, _ = model(*batchify([c[0] for c in chunk]))
-            loss = F.cross_entropy(logits, torch.tensor([c[1] for c in chunk]))
+            y = torch.tensor([c[1] for c in chunk])
+            if t.get("balance") == "form":
+                loss = (F.cross_entropy(logits, y, reduction="none") * torch.tensor([weight[c[3]] for c in chunk])).mean()
+            else:
+                loss = F.cross_entropy(logits, y)
             opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1; total += loss.item()
         log(f"{t['id']} epoch {ep} mean loss {total / len(batches):.3f}" + (f"; val: {val_summary(model, val, labels, t['forms'])}" if val else ""))
     model.eval()
@@ -404,7 +415,27 @@ def load_base_from_onnx(model, path):
                 state[mod + ".weight"] = torch.from_numpy(inits[n.input[1]].T.copy())
     model.load_state_dict(state)
 
+def onnx_layers(path):
+    """How many encoder layers a plain export has (a grown base has more than CFG's default)."""
+    import onnx
+    names = {i.name for i in onnx.load(path).graph.initializer}
+    return len({n.split(".")[2] for n in names if n.startswith("encoder.layer.")})
+
+def grow(model, layer_map):
+    """A deeper copy of `model`: its layer i starts as a copy of the old layer layer_map[i]."""
+    old = model.encoder.layer
+    CFG["layers"] = len(layer_map)
+    bigger = DemoBert(CFG)
+    bigger.embeddings.load_state_dict(model.embeddings.state_dict())
+    for i, j in enumerate(layer_map):
+        bigger.encoder.layer[i].load_state_dict(old[j].state_dict())
+    return bigger
+
 def main():
+    start_from = os.path.join(ROOT, "models", "demo-export", "model.onnx") if os.environ.get("REUSE_BASE") else \
+        os.environ.get("RESUME_FROM", "@").rsplit("@", 1)[0]
+    if start_from:
+        CFG["layers"] = onnx_layers(start_from)
     model = DemoBert(CFG)
     init_rng = torch.get_rng_state()   # every later stage starts from this torch RNG state (below)
     exp_dir = os.path.join(ROOT, "models", "demo-export"); os.makedirs(exp_dir, exist_ok=True)
@@ -428,6 +459,12 @@ def main():
                 # the same RNG state (MLM head init, dropout) whether the stage runs in a row or is resumed from an export
                 torch.set_rng_state(init_rng)
                 pretrain(model, more, CONTINUE_STEPS[k - 2], SEED + k - 1)
+        if os.environ.get("GROW"):
+            layer_map, steps = os.environ["GROW"].split(":")
+            model = grow(model, [int(x) for x in layer_map.split(",")])
+            log(f"grown to {CFG['layers']} layers ({layer_map}); {steps} masked-LM steps")
+            torch.manual_seed(SEED)
+            pretrain(model, continued_corpus(), int(steps), SEED + 10)
     for n, p in model.named_parameters():
         p.requires_grad = False
     if not os.environ.get("REUSE_BASE"):
@@ -436,6 +473,8 @@ def main():
     base_state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("classifier")}
     golden = {"base_model": BASE_NAME, "max_length": MAXLEN, "adapters": {}}
     report = {"base_model": BASE_NAME, "pretrain_steps": PRETRAIN_STEPS, "continue_steps": CONTINUE_STEPS, "tasks": {}}
+    if os.environ.get("GROW"):
+        report["grow"] = os.environ["GROW"]
     golden_path = os.path.join(ROOT, "test", "fixtures", "golden.json")
     old_golden, old_report = {}, {}
     if ONLY:  # keep what is committed for the adapters not retrained now
