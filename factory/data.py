@@ -374,7 +374,7 @@ def main():
     mails = load_mail()
     rng = task_rng("spam")
     rows = []
-    def mail_rows(m, label, sp, rng):
+    def mail_rows(m, label, sp, rng, more):
         out = [dict(text=m["body"], label=label, split=sp, form="body")]
         if len(m["subject"]) >= 3:
             out.append(dict(text=m["subject"], label=label, split=sp, form="subject"))
@@ -383,15 +383,15 @@ def main():
         picked = rng.sample(m["inner"], min(2, len(m["inner"])))
         for t in picked:  # sentences from further in
             out.append(dict(text=t, label=label, split=sp, form="sentence"))
-        if sp == "train":  # more of a training mail's sentences (no rng: the held-out rows stay as they are)
+        if sp == "train":  # SPAM_INNER > 2: more of a training mail's sentences, into `more` (no rng: held-out rows stay as they are)
             for t in [x for x in m["inner"] if x not in picked][:max(0, SPAM_INNER - 2)]:
-                more.append(dict(text=t, label=label, split=sp, form="sentence", more=True))
+                more.append(dict(text=t, label=label, split=sp, form="sentence"))
         return out
     rest = {}; more = []
     for label, ms in mails.items():
         ms = list(ms); rng.shuffle(ms)
         for m in ms[:MAIL_SAMPLE]:
-            rows += mail_rows(m, label, spam_split(thread_key(m)), rng)
+            rows += mail_rows(m, label, spam_split(thread_key(m)), rng, more)
         rest[label] = ms[MAIL_SAMPLE:]
     # The mails beyond the sample (SpamAssassin has ~1,900 spam and ~4,100 ham): up to SPAM_EXTRA
     # per class whose thread falls in the training split are training rows for the adapter, marked
@@ -399,11 +399,11 @@ def main():
     # splits stay exactly the sample's; an extra row whose text is also a held-out text is dropped.
     erng = random.Random(f"{SEED}/spam-extra")
     held_out = {r["text"] for r in rows if r["split"] != "train"}
-    extra = []
+    extra, more_extra = [], []
     for label, ms in rest.items():
         ms = [m for m in ms if spam_split(thread_key(m)) == "train"][:SPAM_EXTRA]
         for m in ms:
-            extra += [dict(r, extra=True) for r in mail_rows(m, label, "train", erng) if r["text"] not in held_out]
+            extra += [dict(r, extra=True) for r in mail_rows(m, label, "train", erng, more_extra) if r["text"] not in held_out]
     # Not every text that is not spam is a 2002 mailing-list post: short English fortunes (quips,
     # sayings, dialogue) are added as ham, so that plain everyday English is not spam by default.
     fort = sorted({t for t in by_lang["en"] if len(t) <= 200}); rng.shuffle(fort)
@@ -420,7 +420,8 @@ def main():
         rows.append(dict(text=t, label="ham", split=spam_split(t), form="phrasebook"))
     rows = dedupe(rows); rng.shuffle(rows)
     seen = {(r["form"], r["text"]) for r in rows}
-    for r in extra + [r for r in more if r["text"] not in held_out]:
+    more = [r for r in more if r["text"] not in held_out] + [dict(r, extra=True) for r in more_extra if r["text"] not in held_out]
+    for r in extra + more:
         if (r["form"], r["text"]) not in seen:
             seen.add((r["form"], r["text"])); rows.append(r)
     write_rows("spam", rows)

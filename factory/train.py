@@ -12,7 +12,7 @@ steps; a trial, docs/demo-model.md), TASKS=spam,lang (train only
 these adapters; the other adapters' report entries and goldens are kept as committed),
 TASK_OVERRIDES='{"spam": {"epochs": 6, "dropout": false}}' (other settings for a trial run).
 See docs/demo-model.md."""
-import json, math, os, random, struct, sys, time
+import collections, json, math, os, random, struct, sys, time
 import numpy as np
 import torch
 import torch.nn as nn
@@ -326,10 +326,10 @@ def train_adapter(model, t, labels, train, val, test, probe_head):
     opt = torch.optim.AdamW(params, lr=t.get("lr", 2e-3), weight_decay=0.0)
     rng = random.Random(SEED); bs = 32
     # balance: "form" weighs every input form the same in the loss (as the threshold's objective does)
-    nform = {}
-    for c in train:
-        nform[c[3]] = nform.get(c[3], 0) + 1
-    weight = {f: len(train) / (len(nform) * n) for f, n in nform.items()}
+    balance = t.get("balance") == "form"
+    if balance:
+        nform = collections.Counter(c[3] for c in train)
+        weight = {f: len(train) / (len(nform) * n) for f, n in nform.items()}
     epoch_batches = [length_batches(train, bs, rng) for _ in range(t["epochs"])]
     steps = sum(len(b) for b in epoch_batches); step = 0
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / steps))
@@ -340,7 +340,7 @@ def train_adapter(model, t, labels, train, val, test, probe_head):
             chunk = [train[j] for j in b]
             logits, _ = model(*batchify([c[0] for c in chunk]))
             y = torch.tensor([c[1] for c in chunk])
-            if t.get("balance") == "form":
+            if balance:
                 loss = (F.cross_entropy(logits, y, reduction="none") * torch.tensor([weight[c[3]] for c in chunk])).mean()
             else:
                 loss = F.cross_entropy(logits, y)
@@ -397,12 +397,10 @@ def export_plain(model, path):
                                     "token_type_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch"},
                                     "sentence_embedding": {0: "batch"}})
 
-def load_base_from_onnx(model, path):
-    """Reload the pretrained base from the committed plain export (REUSE_BASE=1): adapters can
-    be retrained without repeating the masked-LM pretraining."""
-    import onnx
+def load_base_from_onnx(model, g):
+    """Reload the pretrained base from a plain export's graph (REUSE_BASE=1, RESUME_FROM):
+    adapters can be retrained without repeating the masked-LM pretraining."""
     from onnx import numpy_helper
-    g = onnx.load(path).graph
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     state = model.state_dict()
     for name in list(state):
@@ -415,11 +413,9 @@ def load_base_from_onnx(model, path):
                 state[mod + ".weight"] = torch.from_numpy(inits[n.input[1]].T.copy())
     model.load_state_dict(state)
 
-def onnx_layers(path):
-    """How many encoder layers a plain export has (a grown base has more than CFG's default)."""
-    import onnx
-    names = {i.name for i in onnx.load(path).graph.initializer}
-    return len({n.split(".")[2] for n in names if n.startswith("encoder.layer.")})
+def onnx_layers(g):
+    """How many encoder layers a plain export's graph has (a grown base has more than CFG's default)."""
+    return len({i.name.split(".")[2] for i in g.initializer if i.name.startswith("encoder.layer.")})
 
 def grow(model, layer_map):
     """A deeper copy of `model`: its layer i starts as a copy of the old layer layer_map[i]."""
@@ -434,20 +430,23 @@ def grow(model, layer_map):
 def main():
     start_from = os.path.join(ROOT, "models", "demo-export", "model.onnx") if os.environ.get("REUSE_BASE") else \
         os.environ.get("RESUME_FROM", "@").rsplit("@", 1)[0]
+    start_graph = None
     if start_from:
-        CFG["layers"] = onnx_layers(start_from)
+        import onnx
+        start_graph = onnx.load(start_from).graph   # read once: its layer count, then its weights
+        CFG["layers"] = onnx_layers(start_graph)
     model = DemoBert(CFG)
     init_rng = torch.get_rng_state()   # every later stage starts from this torch RNG state (below)
     exp_dir = os.path.join(ROOT, "models", "demo-export"); os.makedirs(exp_dir, exist_ok=True)
     if os.environ.get("REUSE_BASE"):
-        load_base_from_onnx(model, os.path.join(exp_dir, "model.onnx"))
+        load_base_from_onnx(model, start_graph)
         model.eval()
         log("base reloaded from the committed export")
     else:
         done = 0   # RESUME_FROM=<plain export .onnx>@<stage>: that file is the base after that stage
         if os.environ.get("RESUME_FROM"):
             path, done = os.environ["RESUME_FROM"].rsplit("@", 1); done = int(done)
-            load_base_from_onnx(model, path)
+            load_base_from_onnx(model, start_graph)
             log(f"base after stage {done} loaded from {path}")
         else:
             pretrain(model, load_ids("corpus.ids.json"), PRETRAIN_STEPS, SEED)
