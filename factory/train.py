@@ -8,7 +8,8 @@ Seeded (torch.manual_seed / random.Random; FACTORY_SEED, default 1234). Environm
 default 600), CONTINUE_STEPS (stages 2, 3, …: default 1400,1400,1400), RESUME_FROM=<plain .onnx>@<stage>
 (start from a base exported after that stage instead of pretraining from scratch), GROW=0,1,1,2,2,3:1000 (after
 the stages, a deeper base: new layer i starts as a copy of layer map[i], then that many more masked-LM
-steps; a trial, docs/demo-model.md), TASKS=spam,lang (train only
+steps; a trial, docs/demo-model.md), FOCUS=spam:1000:3 (then a task-adaptive masked-LM stage: that many steps on the
+stages' text plus the task's training text repeated 3 times; a trial), TASKS=spam,lang (train only
 these adapters; the other adapters' report entries and goldens are kept as committed),
 TASK_OVERRIDES='{"spam": {"epochs": 6, "dropout": false}}' (other settings for a trial run).
 See docs/demo-model.md."""
@@ -184,18 +185,29 @@ def pretrain(model, corpus, steps, seed):
             log(f"mlm step {step} loss {loss.item():.3f}")
     model.eval()
 
-def continued_corpus():
-    """The texts of stages 2, 3, …: stage 1's corpus plus the training split of every task (French, Esperanto,
-    clean mail text, everyday English, review sentences), never a validation or test row, nor a row
-    marked `extra` (adapter-only training text, data.py)."""
+def training_ids(files, with_extra):
+    """Token ids of every training-split row of `files` ((rows, ids) pairs), each distinct text once;
+    rows marked `extra` (adapter-only training text, data.py) only `with_extra`."""
     seen, out = set(), []
-    files = [("corpus.jsonl", "corpus.ids.json")] + [(f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json") for t in TASKS]
     for rows_file, ids_file in files:
         rows = [json.loads(l) for l in open(os.path.join(BUILD, rows_file), encoding="utf-8")]
         for r, ids in zip(rows, load_ids(ids_file)):
-            if r.get("split", "train") == "train" and not r.get("extra") and tuple(ids) not in seen:
+            if r.get("split", "train") == "train" and (with_extra or not r.get("extra")) and tuple(ids) not in seen:
                 seen.add(tuple(ids)); out.append(ids)
     return out
+
+def continued_corpus():
+    """The texts of stages 2, 3, …: stage 1's corpus plus the training split of every task (French, Esperanto,
+    clean mail text, everyday English, review sentences), never a validation or test row, nor a row
+    marked `extra`."""
+    return training_ids([("corpus.jsonl", "corpus.ids.json")] +
+                        [(f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json") for t in TASKS], with_extra=False)
+
+def focus_texts(task_id):
+    """Every training-split text of one task, `extra` rows included (never a validation or test row):
+    the text of a task-adaptive masked-LM stage (FOCUS=spam:1000:3, a trial)."""
+    t = next(t for t in TASKS if t["id"] == task_id)
+    return training_ids([(f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json")], with_extra=True)
 
 # ---------------------------------------------------------------- tasks
 TASKS = [
@@ -464,6 +476,12 @@ def main():
             log(f"grown to {CFG['layers']} layers ({layer_map}); {steps} masked-LM steps")
             torch.manual_seed(SEED)
             pretrain(model, continued_corpus(), int(steps), SEED + 10)
+        if os.environ.get("FOCUS"):
+            task_id, steps, times = (os.environ["FOCUS"].split(":") + ["3"])[:3]
+            more = continued_corpus() + focus_texts(task_id) * int(times)
+            log(f"focus stage on {task_id}'s training text (x{times}): {steps} masked-LM steps on {len(more)} texts")
+            torch.manual_seed(SEED)
+            pretrain(model, more, int(steps), SEED + 20)
     for n, p in model.named_parameters():
         p.requires_grad = False
     if not os.environ.get("REUSE_BASE"):
@@ -474,6 +492,8 @@ def main():
     report = {"base_model": BASE_NAME, "pretrain_steps": PRETRAIN_STEPS, "continue_steps": CONTINUE_STEPS, "tasks": {}}
     if os.environ.get("GROW"):
         report["grow"] = os.environ["GROW"]
+    if os.environ.get("FOCUS"):
+        report["focus"] = os.environ["FOCUS"]
     golden_path = os.path.join(ROOT, "test", "fixtures", "golden.json")
     old_golden, old_report = {}, {}
     if ONLY:  # keep what is committed for the adapters not retrained now
