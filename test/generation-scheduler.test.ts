@@ -99,17 +99,25 @@ describe('generation scheduler (continuous batching, tiny decoder in a worker)',
   const prompt = (n: number, salt: number) => [1, 3, ...Array.from({ length: n }, (_, i) => 5 + ((i * 37 + salt * 101) % 8000)), 4, 10];
 
   it('sequences joining at different times, over two adapters and the base, each get what they get alone', async () => {
-    const s = make();
     const jobs = Array.from({ length: 9 }, (_, i) => ({
       promptIds: prompt(3 + ((i * 7) % 20), i), adapterId: [null, 'tiny-all', 'tiny-qv'][i % 3] as string | null, maxTokens: 6 + (i % 5),
     }));
     const results: Array<Promise<{ tokens: number[]; reason: FinishReason }>> = [];
+    const submitGroup = (g: number) => {
+      for (const j of jobs.slice(3 * g, 3 * g + 3)) {
+        const c = collect();
+        s.submit({ ...j, adapter: j.adapterId ? adapters[j.adapterId]! : null, picker: greedy, sink: c.sink });
+        results.push(c.done);
+      }
+    };
+    // Later arrivals join running sequences: the next group of three is submitted right after a
+    // decode step (not after a sleep, which a slow or fast machine could make miss the running ones).
+    let nextGroup = 1;
+    const s = make({ onStep: (r) => { steps.push(r); if (r.kind === 'decode' && nextGroup < 3) submitGroup(nextGroup++); } });
     steps.length = 0;
-    for (const [i, j] of jobs.entries()) {
-      const c = collect();
-      s.submit({ ...j, adapter: j.adapterId ? adapters[j.adapterId]! : null, picker: greedy, sink: c.sink });
-      results.push(c.done);
-      if (i % 3 === 2) await new Promise((r) => setTimeout(r, 15)); // later arrivals join running sequences
+    submitGroup(0);
+    for (const t0 = Date.now(); results.length < jobs.length; await new Promise((r) => setImmediate(r))) {
+      assert.ok(Date.now() - t0 < 30_000, 'each group was submitted after a decode step of the ones before');
     }
     const got = await Promise.all(results);
     for (const [i, j] of jobs.entries()) {
