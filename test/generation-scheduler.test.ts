@@ -116,8 +116,10 @@ describe('generation scheduler (continuous batching, tiny decoder in a worker)',
     const s = make({ onStep: (r) => { steps.push(r); if (r.kind === 'decode' && nextGroup < 3) submitGroup(nextGroup++); } });
     steps.length = 0;
     submitGroup(0);
-    for (const t0 = Date.now(); results.length < jobs.length; await new Promise((r) => setImmediate(r))) {
+    const t0 = Date.now();
+    while (results.length < jobs.length) {
       assert.ok(Date.now() - t0 < 30_000, 'each group was submitted after a decode step of the ones before');
+      await new Promise((r) => setImmediate(r));
     }
     const got = await Promise.all(results);
     for (const [i, j] of jobs.entries()) {
