@@ -511,6 +511,8 @@ def main():
         report["grow"] = os.environ["GROW"]
     if os.environ.get("FOCUS"):
         report["focus"] = os.environ["FOCUS"]
+    if BF16 or os.environ.get("BASE_SHAPE"):
+        report.update(bf16=BF16, shape=f"{CFG['layers']}x{CFG['hidden']}")
     golden_path = os.path.join(ROOT, "test", "fixtures", "golden.json")
     old_golden, old_report = {}, {}
     if ONLY:  # keep what is committed for the adapters not retrained now
