@@ -39,6 +39,9 @@ PRETRAIN_BATCH = 128
 # and every evaluation stay float32): about 4x faster on a CPU with AVX512-BF16 (docs/demo-model.md).
 # Off by default: the committed base and adapters were trained in float32.
 BF16 = bool(os.environ.get("FACTORY_BF16"))
+def training_precision():
+    """The context of a training step's forward pass: bfloat16 autocast under FACTORY_BF16, else a no-op."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16)
 if os.environ.get("BASE_SHAPE"):   # BASE_SHAPE=6x384: another base size, pretrained from scratch (a trial)
     _l, _h = (int(x) for x in os.environ["BASE_SHAPE"].split("x"))
     CFG.update(layers=_l, hidden=_h, heads=_h // 64, inter=4 * _h)
@@ -193,7 +196,7 @@ def pretrain(model, corpus, steps, seed):
         inp[sel & (r < 0.8)] = 4  # [MASK]
         rnd = sel & (r >= 0.8) & (r < 0.9)
         inp[rnd] = torch.randint(5, CFG["vocab"], (int(rnd.sum()),), generator=g)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16):   # float32 weights and updates either way
+        with training_precision():   # float32 weights and updates either way
             logits = head(model.hidden(inp, mask, tt)[sel])  # vocab projection only where masked
         loss = F.cross_entropy(logits.float(), labels[sel])
         opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sched.step()
@@ -212,18 +215,22 @@ def training_ids(files, with_extra):
                 seen.add(tuple(ids)); out.append(ids)
     return out
 
+def task_files(t):
+    """A task's rows and their token ids in the build dir (data.py, tokenize.mjs)."""
+    return f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json"
+
 def continued_corpus():
     """The texts of stages 2, 3, …: stage 1's corpus plus the training split of every task (French, Esperanto,
     clean mail text, everyday English, review sentences), never a validation or test row, nor a row
     marked `extra`."""
     return training_ids([("corpus.jsonl", "corpus.ids.json")] +
-                        [(f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json") for t in TASKS], with_extra=False)
+                        [task_files(t) for t in TASKS], with_extra=False)
 
 def focus_texts(task_id):
     """Every training-split text of one task, `extra` rows included (never a validation or test row):
     the text of a task-adaptive masked-LM stage (FOCUS=spam:1000:3, a trial)."""
     t = next(t for t in TASKS if t["id"] == task_id)
-    return training_ids([(f"task-{t['file']}.jsonl", f"task-{t['file']}.ids.json")], with_extra=True)
+    return training_ids([task_files(t)], with_extra=True)
 
 # ---------------------------------------------------------------- tasks
 TASKS = [
@@ -247,8 +254,9 @@ for _t in TASKS:
 TARGETS = ["query", "value"]
 
 def task_data(t):
-    rows = [json.loads(l) for l in open(os.path.join(BUILD, f"task-{t['file']}.jsonl"), encoding="utf-8")]
-    ids = load_ids(f"task-{t['file']}.ids.json")
+    rows_file, ids_file = task_files(t)
+    rows = [json.loads(l) for l in open(os.path.join(BUILD, rows_file), encoding="utf-8")]
+    ids = load_ids(ids_file)
     labels = sorted({r["label"] for r in rows})
     lid = {l: i for i, l in enumerate(labels)}
     split = lambda s: [(ids[i], lid[r["label"]], r["text"], r["form"]) for i, r in enumerate(rows) if r["split"] == s]
@@ -366,7 +374,7 @@ def train_adapter(model, t, labels, train, val, test, probe_head):
         model.train(t.get("dropout", True)); total = 0.0
         for b in batches:
             chunk = [train[j] for j in b]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16):
+            with training_precision():
                 logits, _ = model(*batchify([c[0] for c in chunk]))
             logits = logits.float(); y = torch.tensor([c[1] for c in chunk])
             if balance:
