@@ -12,8 +12,9 @@ steps; a trial, docs/demo-model.md), FOCUS=spam:1000:3 (then a task-adaptive mas
 stages' text plus the task's training text repeated 3 times; a trial), TASKS=spam,lang (train only
 these adapters; the other adapters' report entries and goldens are kept as committed),
 TASK_OVERRIDES='{"spam": {"epochs": 6, "dropout": false}}' (other settings for a trial run),
-FACTORY_BF16=1 (training steps in bfloat16 autocast, about 4x faster on an AVX512-BF16 CPU; off by default),
-BASE_SHAPE=6x384 (pretrain a base of another size from scratch; a trial).
+FACTORY_BF16=0 (training steps in float32; the default is bfloat16 autocast, about 4x faster on an AVX512-BF16
+CPU, and how the committed base and adapters were made), BASE_SHAPE=4x256 (pretrain a base of another size
+from scratch, layers x width; the default is 6x384; REUSE_BASE and RESUME_FROM take the size of the export).
 See docs/demo-model.md."""
 import collections, json, math, os, random, struct, sys, time
 import numpy as np
@@ -30,21 +31,23 @@ torch.set_num_threads(THREADS)
 torch.manual_seed(SEED)
 random.seed(SEED)
 BASE_NAME = "adapterhost-demo-bert"
-CFG = dict(vocab=6000, hidden=256, layers=4, heads=4, inter=1024, max_pos=128, type_vocab=2)
+CFG = dict(vocab=6000, hidden=384, layers=6, heads=6, inter=1536, max_pos=128, type_vocab=2)   # 13.0 M parameters
 PRETRAIN_STEPS = int(os.environ.get("PRETRAIN_STEPS", "600"))    # stage 1: the 7 fortunes languages + mail
 # stages 2, 3, …: each runs on stage 1's corpus + every task's training text, with a fresh MLM head
-CONTINUE_STEPS = [int(x) for x in os.environ.get("CONTINUE_STEPS", "1400,1400,1400").split(",") if x]
+CONTINUE_STEPS = [int(x) for x in os.environ.get("CONTINUE_STEPS", "2000,1400,1400").split(",") if x]
 PRETRAIN_BATCH = 128
-# FACTORY_BF16=1: masked-LM and adapter training steps compute in bfloat16 (autocast; weights, optimizer
-# and every evaluation stay float32): about 4x faster on a CPU with AVX512-BF16 (docs/demo-model.md).
-# Off by default: the committed base and adapters were trained in float32.
-BF16 = bool(os.environ.get("FACTORY_BF16"))
+# Masked-LM and adapter training steps compute in bfloat16 (autocast; weights, optimizer and every
+# evaluation stay float32): about 4x faster on a CPU with AVX512-BF16 (docs/demo-model.md), and how the
+# committed base and adapters were made. FACTORY_BF16=0 trains in float32 (for a CPU without bf16).
+BF16 = os.environ.get("FACTORY_BF16", "1") != "0"
 def training_precision():
     """The context of a training step's forward pass: bfloat16 autocast under FACTORY_BF16, else a no-op."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16)
-if os.environ.get("BASE_SHAPE"):   # BASE_SHAPE=6x384: another base size, pretrained from scratch (a trial)
-    _l, _h = (int(x) for x in os.environ["BASE_SHAPE"].split("x"))
-    CFG.update(layers=_l, hidden=_h, heads=_h // 64, inter=4 * _h)
+def set_shape(layers, hidden):
+    """The base's size: `layers` blocks of width `hidden` (64-wide heads, 4x wide feed-forward)."""
+    CFG.update(layers=layers, hidden=hidden, heads=hidden // 64, inter=4 * hidden)
+if os.environ.get("BASE_SHAPE"):   # BASE_SHAPE=4x256: another base size, pretrained from scratch (a trial)
+    set_shape(*(int(x) for x in os.environ["BASE_SHAPE"].split("x")))
 MAXLEN = 64
 T0 = time.time()
 
@@ -450,9 +453,12 @@ def load_base_from_onnx(model, g):
                 state[mod + ".weight"] = torch.from_numpy(inits[n.input[1]].T.copy())
     model.load_state_dict(state)
 
-def onnx_layers(g):
-    """How many encoder layers a plain export's graph has (a grown base has more than CFG's default)."""
-    return len({i.name.split(".")[2] for i in g.initializer if i.name.startswith("encoder.layer.")})
+def onnx_shape(g):
+    """(layers, width) of a plain export's graph: a grown base has more layers than CFG's default,
+    and the committed base before 6x384 was 4x256."""
+    layers = len({i.name.split(".")[2] for i in g.initializer if i.name.startswith("encoder.layer.")})
+    emb = next(i for i in g.initializer if i.name == "embeddings.word_embeddings.weight")
+    return layers, emb.dims[1]
 
 def grow(model, layer_map):
     """A deeper copy of `model`: its layer i starts as a copy of the old layer layer_map[i]."""
@@ -471,7 +477,7 @@ def main():
     if start_from:
         import onnx
         start_graph = onnx.load(start_from).graph   # read once: its layer count, then its weights
-        CFG["layers"] = onnx_layers(start_graph)
+        set_shape(*onnx_shape(start_graph))
     model = DemoBert(CFG)
     init_rng = torch.get_rng_state()   # every later stage starts from this torch RNG state (below)
     exp_dir = os.path.join(ROOT, "models", "demo-export"); os.makedirs(exp_dir, exist_ok=True)
@@ -519,8 +525,7 @@ def main():
         report["grow"] = os.environ["GROW"]
     if os.environ.get("FOCUS"):
         report["focus"] = os.environ["FOCUS"]
-    if BF16 or os.environ.get("BASE_SHAPE"):
-        report.update(bf16=BF16, shape=f"{CFG['layers']}x{CFG['hidden']}")
+    report.update(bf16=BF16, shape=f"{CFG['layers']}x{CFG['hidden']}")
     golden_path = os.path.join(ROOT, "test", "fixtures", "golden.json")
     old_golden, old_report = {}, {}
     if ONLY:  # keep what is committed for the adapters not retrained now

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { GATE_ENV, GATE_MARK, type GateSpec } from './helpers/kill-gate.js';
 import {
-  assertLangServes, deleteAdapter, demoFiles, GERMAN, leftovers, predict, putAdapter, REPO_ADAPTERS, request, rng, sha256, sleep,
+  assertLangServes, cacheMiB, deleteAdapter, demoFiles, GERMAN, leftovers, memoryBytes, predict, putAdapter, REPO_ADAPTERS, request, rng, sha256, sleep,
   snapshot, spawnServe, startRel, tempStore, TOKEN, variant, waitFor, ROOT, type AdapterFiles, type ChildServer, type DemoId, type RelServer,
 } from './helpers/reliability-kit.js';
 
@@ -222,8 +222,11 @@ describe('disk full during an upload', () => {
   before(async () => {
     if (process.platform !== 'linux' || process.getuid?.() !== 0) { why = 'needs root on Linux to mount a tmpfs'; return; }
     mnt = await mkdtemp(path.join(os.tmpdir(), 'adapterhost-rel-full-'));
+    // Room for the spam adapter and a later lang upload (with their sidecars, in whole pages), little more.
+    const filesOf = (id: DemoId) => { const f = demoFiles(id); return f.config.length + f.model.length; };
+    const kib = Math.ceil((filesOf('spam') + filesOf('lang') + 128 * 1024) / 4096) * 4;
     try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=600k', 'tmpfs', mnt], { stdio: 'pipe' });
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${kib}k`, 'tmpfs', mnt], { stdio: 'pipe' });
       mounted = true;
     } catch (e) {
       why = `cannot mount tmpfs here: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`;
@@ -308,8 +311,9 @@ for (const code of ['ENOSPC', 'EDQUOT'] as const) {
 describe('an adapter corrupted on disk after upload', () => {
   let t: RelServer;
   let dir: string;
-  // ~0.3 MB: `topic` (~270 KB in memory) cannot share the cache with anything, so loading it evicts the rest.
-  const overrides = { adminToken: TOKEN, cacheMb: 0.3 };
+  // `topic` (as large as `spam`, the largest) fits, but cannot share the cache with anything (the
+  // smallest, `es-topic`, is over half its size), so loading it evicts the rest.
+  const overrides = { adminToken: TOKEN, cacheMb: cacheMiB(Math.max(memoryBytes('topic'), memoryBytes('spam')) + memoryBytes('es-topic') / 2) };
   before(async () => {
     dir = await tempStore('rel-corrupt');
     t = await startRel(overrides, { dir });
@@ -329,6 +333,7 @@ describe('an adapter corrupted on disk after upload', () => {
     const f = variant('lang', { revision: 'fragile' });
     assert.equal((await putAdapter(t.url, 'fragile', f)).status, 201);
     assert.equal((await predict(t.url, 'fragile', GERMAN)).status, 200);
+    assert.equal((await request(t.url, { path: '/v1/adapters/fragile' })).body.bytes_in_memory, memoryBytes('lang'), 'memoryBytes() is what the server counts');
     await flipByte(path.join(dir, 'fragile', 'adapter_model.safetensors'), 10);
     // Still cached: the copy in memory was validated when it was loaded.
     assert.equal((await predict(t.url, 'fragile', GERMAN)).status, 200);
@@ -491,8 +496,8 @@ describe('cache misses racing evictions and deletes', () => {
   let t: RelServer;
   const ids = ['cold-0', 'cold-1', 'cold-2', 'cold-3', 'cold-4', 'cold-5'];
   before(async () => {
-    // ~0.3 MB holds one or two of these adapters at a time.
-    t = await startRel({ adminToken: TOKEN, cacheMb: 0.3 });
+    // Holds one or two of these adapters at a time (the largest, spam, and half of the smallest).
+    t = await startRel({ adminToken: TOKEN, cacheMb: cacheMiB(Math.max(memoryBytes('spam'), memoryBytes('topic')) + memoryBytes('es-topic') / 2) });
     for (let i = 0; i < ids.length; i++) {
       const r = await putAdapter(t.url, ids[i]!, variant((['lang', 'spam', 'es-topic'] as const)[i % 3], { biasShift: 0.01 * (i + 1), revision: ids[i]! }));
       assert.equal(r.status, 201, r.text);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
-  deleteAdapter, metricSum, predict, putAdapter, rng, scrape, sleep, startRel, TOKEN, variant, type DemoId, type RelServer,
+  cacheMiB, deleteAdapter, memoryBytes, metricSum, predict, putAdapter, rng, scrape, sleep, startRel, TOKEN, variant, type DemoId, type RelServer,
 } from './helpers/reliability-kit.js';
 
 const TEXTS = [
@@ -23,7 +23,8 @@ const IDS = Array.from({ length: 24 }, (_, k) => `load-${k}`);
 const baseOf = (k: number) => BASES[k % 4]!;
 type Pred = Array<{ label: string; score: number }>;
 
-const CACHE_MB = 0.8;
+// Room for about 6 of the 24: one and a half copies of each of the four demo adapters.
+const CACHE_MB = cacheMiB(1.5 * BASES.reduce((n, id) => n + memoryBytes(id), 0));
 const QUEUE_LIMIT = 12;
 const MAX_BATCH = 8;
 const REQUESTS = 360;

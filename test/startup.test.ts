@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { metricValue } from './helpers/http-harness.js';
 import {
-  assertLangServes, CLI, deleteAdapter, demoFiles, GERMAN, MODEL_DIR, predict, putAdapter, request, ROOT, scrape, spawnServe, tempStore, TOKEN, variant,
+  assertLangServes, cacheMiB, CLI, deleteAdapter, demoFiles, GERMAN, memoryBytes, MODEL_DIR, predict, putAdapter, request, ROOT, scrape, spawnServe, tempStore, TOKEN, variant,
   type ChildServer,
 } from './helpers/reliability-kit.js';
 
@@ -25,8 +25,10 @@ test('--pin: loaded at start, never evicted under pressure, re-pinned after a re
   const dir = await tempStore('pin');
   let c: ChildServer | null = null;
   try {
-    // 0.2 MB: lang and es-topic (0.14 and 0.10 MB in memory) fit one at a time; spam, topic (~0.26 MB) never.
-    c = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN, '--pin', 'lang', '--cache-mb', '0.2']);
+    // lang and es-topic fit one at a time, not together; spam and topic (over twice es-topic) never.
+    const cacheBytes = memoryBytes('lang') + memoryBytes('es-topic') / 2;
+    assert.ok(memoryBytes('topic') > cacheBytes && memoryBytes('lang') + memoryBytes('es-topic') > cacheBytes, 'the sizes this test relies on');
+    c = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN, '--pin', 'lang', '--cache-mb', String(cacheMiB(cacheBytes))]);
     const lang0 = await adapterInfo(c.url, 'lang');
     assert.equal(lang0.pinned, true);
     assert.equal(lang0.cached, true, 'a pinned adapter is loaded at start, before any request');

@@ -223,6 +223,20 @@ export function demoFiles(id: DemoId): AdapterFiles {
   };
 }
 
+/**
+ * The bytes a demo adapter takes in the adapter cache: every tensor as float32, as the loader lays
+ * it out (F16 files included). Tests size `cacheMb` from these, not from fixed numbers, so they
+ * keep their meaning when the demo base (and with it every adapter) changes size.
+ */
+export function memoryBytes(id: DemoId): number {
+  let floats = 0;
+  for (const t of decodeModel(demoFiles(id).model).values()) floats += t.data.length;
+  return floats * 4;
+}
+
+/** `cacheMb` (MiB) for a cache of `bytes`. */
+export const cacheMiB = (bytes: number): number => bytes / (1024 * 1024);
+
 export interface Tensor { dtype: SafetensorsDType; shape: number[]; data: Float32Array }
 
 /** The tensors of a safetensors file, decoded to float32 (dtype kept), in header order. */
