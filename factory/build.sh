@@ -2,13 +2,13 @@
 # Rebuild the demo model and adapters from scratch: a 6-layer, 384-wide encoder (13.0 M parameters)
 # pretrained in four masked-LM stages, in bfloat16 autocast on 2 cores (0.7-0.8 s a step: stage 1,
 # PRETRAIN_STEPS=600 on fortunes + mail; stages 2, 3 and 4, CONTINUE_STEPS=2000,1400,1400 more with
-# every task's training text; 5,400 steps, about 70 min), then the adapters (about 25 min).
+# every task's training text; 5,400 steps, about 70 min), then the adapters (about 18 min).
 # RESUME_FROM=<plain export .onnx>@<stage> starts from a base exported after that stage: the
 # committed base is stages 1-2 from `PRETRAIN_STEPS=600 CONTINUE_STEPS=2000` (its export), then
 # stages 3 and 4 from RESUME_FROM=<that export>@2 with the default CONTINUE_STEPS; each stage starts
 # from the same RNG state, so this equals one run in a row.
 # REUSE_BASE=1 keeps the committed base (models/demo-export) and retrains adapters only
-# (spam ~8 min, lang ~6, topic ~4, es-topic ~2, sentiment ~2, baselines and goldens included).
+# (spam ~7.5 min, lang ~5, topic ~2, es-topic ~1.5, sentiment ~1.5, baselines and goldens included).
 # FACTORY_BF16=0 trains in float32 instead (a CPU without AVX512-BF16; about 4x slower here, and
 # not byte-identical to the committed files); BASE_SHAPE=4x256 pretrains the earlier, smaller base.
 # Needs: apt-get install python3-torch python3-onnx python3-numpy libopenblas0-pthread \
