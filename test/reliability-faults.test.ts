@@ -311,8 +311,8 @@ for (const code of ['ENOSPC', 'EDQUOT'] as const) {
 describe('an adapter corrupted on disk after upload', () => {
   let t: RelServer;
   let dir: string;
-  // `topic` (as large as `spam`, the largest) fits, but cannot share the cache with anything (the
-  // smallest, `es-topic`, is over half its size), so loading it evicts the rest.
+  // The largest adapter plus half the smallest: `topic` (about as large as `spam`, the largest)
+  // fits, but with anything beside it (at least the smallest) it is over, so loading it evicts the rest.
   const overrides = { adminToken: TOKEN, cacheMb: cacheMiB(Math.max(memoryBytes('topic'), memoryBytes('spam')) + memoryBytes('es-topic') / 2) };
   before(async () => {
     dir = await tempStore('rel-corrupt');
