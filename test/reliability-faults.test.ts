@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { GATE_ENV, GATE_MARK, type GateSpec } from './helpers/kill-gate.js';
 import {
-  assertLangServes, cacheMiB, deleteAdapter, demoFiles, GERMAN, leftovers, memoryBytes, predict, putAdapter, REPO_ADAPTERS, request, rng, sha256, sleep,
+  assertLangServes, cacheMiB, deleteAdapter, demoFiles, GERMAN, leftovers, demoMemoryBytes, predict, putAdapter, REPO_ADAPTERS, request, rng, sha256, sleep,
   snapshot, spawnServe, startRel, tempStore, TOKEN, variant, waitFor, ROOT, type AdapterFiles, type ChildServer, type DemoId, type RelServer,
 } from './helpers/reliability-kit.js';
 
@@ -311,11 +311,15 @@ for (const code of ['ENOSPC', 'EDQUOT'] as const) {
 describe('an adapter corrupted on disk after upload', () => {
   let t: RelServer;
   let dir: string;
-  // The largest adapter plus half the smallest: `topic` (about as large as `spam`, the largest)
-  // fits, but with anything beside it (at least the smallest) it is over, so loading it evicts the rest.
-  const overrides = { adminToken: TOKEN, cacheMb: cacheMiB(Math.max(memoryBytes('topic'), memoryBytes('spam')) + memoryBytes('es-topic') / 2) };
+  let langBytes: number;
+  let overrides: { adminToken: string; cacheMb: number };
   before(async () => {
+    // The largest adapter plus half the smallest: `topic` (about as large as `spam`, the largest)
+    // fits, but with anything beside it (at least the smallest) it is over, so loading it evicts the rest.
+    const mem = await demoMemoryBytes();
+    langBytes = mem.lang;
     dir = await tempStore('rel-corrupt');
+    overrides = { adminToken: TOKEN, cacheMb: cacheMiB(Math.max(mem.topic, mem.spam) + mem['es-topic'] / 2) };
     t = await startRel(overrides, { dir });
   });
   after(async () => {
@@ -333,7 +337,7 @@ describe('an adapter corrupted on disk after upload', () => {
     const f = variant('lang', { revision: 'fragile' });
     assert.equal((await putAdapter(t.url, 'fragile', f)).status, 201);
     assert.equal((await predict(t.url, 'fragile', GERMAN)).status, 200);
-    assert.equal((await request(t.url, { path: '/v1/adapters/fragile' })).body.bytes_in_memory, memoryBytes('lang'), 'memoryBytes() is what the server counts');
+    assert.equal((await request(t.url, { path: '/v1/adapters/fragile' })).body.bytes_in_memory, langBytes, 'the running server counts what its loader planned');
     await flipByte(path.join(dir, 'fragile', 'adapter_model.safetensors'), 10);
     // Still cached: the copy in memory was validated when it was loaded.
     assert.equal((await predict(t.url, 'fragile', GERMAN)).status, 200);
@@ -496,8 +500,9 @@ describe('cache misses racing evictions and deletes', () => {
   let t: RelServer;
   const ids = ['cold-0', 'cold-1', 'cold-2', 'cold-3', 'cold-4', 'cold-5'];
   before(async () => {
-    // Holds one or two of these adapters at a time (the largest, spam, and half of the smallest).
-    t = await startRel({ adminToken: TOKEN, cacheMb: cacheMiB(Math.max(memoryBytes('spam'), memoryBytes('topic')) + memoryBytes('es-topic') / 2) });
+    // Holds one or two of these adapters at a time (the largest and half of the smallest).
+    const mem = await demoMemoryBytes();
+    t = await startRel({ adminToken: TOKEN, cacheMb: cacheMiB(Math.max(mem.spam, mem.topic) + mem['es-topic'] / 2) });
     for (let i = 0; i < ids.length; i++) {
       const r = await putAdapter(t.url, ids[i]!, variant((['lang', 'spam', 'es-topic'] as const)[i % 3], { biasShift: 0.01 * (i + 1), revision: ids[i]! }));
       assert.equal(r.status, 201, r.text);

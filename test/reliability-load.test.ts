@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
-  cacheMiB, deleteAdapter, memoryBytes, metricSum, predict, putAdapter, rng, scrape, sleep, startRel, TOKEN, variant, type DemoId, type RelServer,
+  cacheMiB, deleteAdapter, demoMemoryBytes, metricSum, predict, putAdapter, rng, scrape, sleep, startRel, TOKEN, variant, type DemoId, type RelServer,
 } from './helpers/reliability-kit.js';
 
 const TEXTS = [
@@ -23,8 +23,6 @@ const IDS = Array.from({ length: 24 }, (_, k) => `load-${k}`);
 const baseOf = (k: number) => BASES[k % 4]!;
 type Pred = Array<{ label: string; score: number }>;
 
-// Room for about 6 of the 24: one and a half copies of each of the four demo adapters.
-const CACHE_MB = cacheMiB(1.5 * BASES.reduce((n, id) => n + memoryBytes(id), 0));
 const QUEUE_LIMIT = 12;
 const MAX_BATCH = 8;
 const REQUESTS = 360;
@@ -35,7 +33,9 @@ let t: RelServer;
 const expected = new Map<string, Pred[]>();
 
 before(async () => {
-  t = await startRel({ adminToken: TOKEN, cacheMb: CACHE_MB, queueLimit: QUEUE_LIMIT, maxBatch: MAX_BATCH, maxWaitMs: 2 });
+  // Room for about 6 of the 24: one and a half copies of each of the four demo adapters.
+  const mem = await demoMemoryBytes();
+  t = await startRel({ adminToken: TOKEN, cacheMb: cacheMiB(1.5 * BASES.reduce((n, id) => n + mem[id], 0)), queueLimit: QUEUE_LIMIT, maxBatch: MAX_BATCH, maxWaitMs: 2 });
   // 24 distinct adapters: copies of the four demo adapters, each with its own head bias.
   for (let k = 0; k < IDS.length; k++) {
     const r = await putAdapter(t.url, IDS[k]!, variant(baseOf(k), { biasShift: 0.05 * (k + 1), revision: IDS[k]! }));

@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { metricValue } from './helpers/http-harness.js';
 import {
-  assertLangServes, cacheMiB, CLI, deleteAdapter, demoFiles, GERMAN, memoryBytes, MODEL_DIR, predict, putAdapter, request, ROOT, scrape, spawnServe, tempStore, TOKEN, variant,
+  assertLangServes, cacheMiB, CLI, deleteAdapter, demoFiles, GERMAN, demoMemoryBytes, MODEL_DIR, predict, putAdapter, request, ROOT, scrape, spawnServe, tempStore, TOKEN, variant,
   type ChildServer,
 } from './helpers/reliability-kit.js';
 
@@ -26,8 +26,9 @@ test('--pin: loaded at start, never evicted under pressure, re-pinned after a re
   let c: ChildServer | null = null;
   try {
     // lang and es-topic fit one at a time, not together; spam and topic (over twice es-topic) never.
-    const cacheBytes = memoryBytes('lang') + memoryBytes('es-topic') / 2;
-    assert.ok(memoryBytes('topic') > cacheBytes && memoryBytes('lang') + memoryBytes('es-topic') > cacheBytes, 'the sizes this test relies on');
+    const mem = await demoMemoryBytes();
+    const cacheBytes = mem.lang + mem['es-topic'] / 2;
+    assert.ok(mem.topic > cacheBytes && mem.lang + mem['es-topic'] > cacheBytes, 'the sizes this test relies on');
     c = await spawnServe(['--adapters-dir', dir, '--admin-token', TOKEN, '--pin', 'lang', '--cache-mb', String(cacheMiB(cacheBytes))]);
     const lang0 = await adapterInfo(c.url, 'lang');
     assert.equal(lang0.pinned, true);

@@ -10,7 +10,10 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { AdapterLoader } from '../../src/adapter/loader.js';
+import type { AdapterStore } from '../../src/adapter/store.js';
 import type { Config } from '../../src/config.js';
+import { loadManifest } from '../../src/model/manifest.js';
 import { readSafetensors, writeSafetensors, type SafetensorsDType } from '../../src/adapter/safetensors.js';
 import type { StartOptions } from '../../src/serve.js';
 import { mulberry32 } from '../../bench/synthetic-bert.js';
@@ -224,14 +227,14 @@ export function demoFiles(id: DemoId): AdapterFiles {
 }
 
 /**
- * The bytes a demo adapter takes in the adapter cache: every tensor as float32, as the loader lays
- * it out (F16 files included). Tests size `cacheMb` from these, not from fixed numbers, so they
- * keep their meaning when the demo base (and with it every adapter) changes size.
+ * What each demo adapter takes in the adapter cache, as the server's own loader counts it
+ * (AdapterLoader.check of the committed files against models/demo). Tests size `cacheMb` from
+ * these, not from fixed numbers, so they keep their meaning when the demo base (and with it
+ * every adapter) changes size.
  */
-export function memoryBytes(id: DemoId): number {
-  let floats = 0;
-  for (const t of decodeModel(demoFiles(id).model).values()) floats += t.data.length;
-  return floats * 4;
+export async function demoMemoryBytes(): Promise<Record<DemoId, number>> {
+  const loader = new AdapterLoader({} as AdapterStore, await loadManifest(MODEL_DIR)); // check() reads no store
+  return Object.fromEntries(DEMO_IDS.map((id) => [id, loader.check(id, demoFiles(id)).bytes])) as Record<DemoId, number>;
 }
 
 /** `cacheMb` (MiB) for a cache of `bytes`. */
